@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
+# Both create the virtualenv (pinned by constraints.txt) and fetch the JVM jars (Maven) when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export DAGSTER_HOME   := $(CURDIR)/.dagster_home
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: setup venv jars demo test test-fast dev validate clean
+
+setup: venv jars
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# pyspark ships as a large sdist: the constraints file keeps pip to one build of it.
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	touch $@
+
+jars: .jars/.fetched
+.jars/.fetched: jvm/pom.xml
+	command -v mvn >/dev/null || { echo "Maven (mvn) is required to fetch the Delta Lake jars" >&2; exit 1; }
+	rm -rf .jars
+	cd jvm && mvn -q -B dependency:copy-dependencies -DoutputDirectory=../.jars -DincludeScope=runtime
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
+	bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e"
+
+dev: setup $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+validate: setup
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+clean:
+	rm -rf data .aqueduct spark-warehouse $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/logs $(DAGSTER_HOME)/schedules

@@ -1,0 +1,132 @@
+"""The compiled Manifest: what every later layer (engine, Dagster, healing) consumes.
+
+A Manifest is an inert, JSON-serialisable record. It holds no secret values: an
+`@aq.secret('NAME')` token stays in the config text and is revealed by the engine at the
+point of use. Run-dependent tokens (`@aq.run.*`, `@aq.date.*`) stay as tokens too and are
+bound once per run by `bind_runtime`, so a long-lived code location never freezes "today".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aqueduct_dagster.blueprint.models import (
+    Agent,
+    Edge,
+    EngineBlock,
+    Hooks,
+    Module,
+    RetryPolicy,
+    Udf,
+)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Location(Frozen):
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file] + [str(p) for p in (self.line, self.column) if p is not None]
+        return ":".join(parts)
+
+
+ProvenanceSource = Literal[
+    "literal", "default", "context", "context_override", "profile", "macro", "env",
+    "function", "secret", "runtime",
+]  # fmt: skip
+
+
+class Provenance(Frozen):
+    """Where a final config value came from."""
+
+    source: ProvenanceSource
+    #: e.g. the context key, macro name, env var or function call that supplied the value.
+    detail: str | None = None
+    location: Location | None = None
+
+
+class ModuleInput(Frozen):
+    """A data edge into a module."""
+
+    source: str
+    port: str = "main"
+    #: The name the upstream frame has inside this module's SQL (edge `as:`, else the id,
+    #: or `<junction>_<branch>` for a branch port).
+    alias: str
+    error_types: tuple[str, ...] = ()
+
+
+class ColumnSource(Frozen):
+    module: str
+    column: str
+
+
+class CompiledModule(Frozen):
+    id: str
+    type: str
+    spec: Module
+    inputs: tuple[ModuleInput, ...] = ()
+    #: Ordering-only dependencies (`depends_on`): run after, receive no data.
+    after: tuple[str, ...] = ()
+    location: Location | None = None
+    #: Output column -> the upstream columns it is computed from (empty when unknown).
+    column_lineage: dict[str, tuple[ColumnSource, ...]] = Field(default_factory=dict)
+    fingerprint: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.spec.label or self.id
+
+    @property
+    def config(self) -> Any:
+        return self.spec.config
+
+    @property
+    def sql(self) -> str | None:
+        if self.type == "Channel" and self.spec.config.op in (None, "sql"):
+            return self.spec.config.query
+        return None
+
+
+class Manifest(Frozen):
+    blueprint_id: str
+    name: str
+    description: str = ""
+    aqueduct: str = "1.0"
+    source_path: str
+    context: dict[str, Any] = Field(default_factory=dict)
+    macros: dict[str, str] = Field(default_factory=dict)
+    engine: EngineBlock = Field(default_factory=EngineBlock)
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    agent: Agent = Field(default_factory=Agent)
+    hooks: Hooks = Field(default_factory=Hooks)
+    udf_registry: tuple[Udf, ...] = ()
+    #: Modules in a topological order (every module after all of its inputs).
+    modules: dict[str, CompiledModule]
+    edges: tuple[Edge, ...] = ()
+    #: Dotted config path (`modules.<id>.config.<key>...`) -> where its value came from.
+    provenance: dict[str, Provenance] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    fingerprint: str = ""
+
+    def module(self, module_id: str) -> CompiledModule:
+        return self.modules[module_id]
+
+    def consumers(self, module_id: str) -> list[CompiledModule]:
+        """Modules that take `module_id`'s output as data."""
+        return [m for m in self.modules.values() if any(i.source == module_id for i in m.inputs)]
+
+
+def fingerprint_of(payload: Any) -> str:
+    """A stable short hash of a JSON-able payload (used for Dagster code versions)."""
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,473 @@
+"""The Blueprint document model (Aqueduct 1.0 format), as pydantic records.
+
+These records describe a Blueprint *after* templating (macros, `${ctx.*}`, `@aq.*`) and
+before graph compilation. Module types form one discriminated union on `type`; adding a
+type means adding its config record and listing it in `Module` below.
+
+Config records forbid unknown keys so that a typo gets a "did you mean" error instead of
+being silently ignored. They accept every key of the aqueduct-core 2.3.0 schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    """Base for records whose unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+class Backoff(Strict):
+    strategy: Literal["linear", "exponential", "fixed"] = "exponential"
+    base_seconds: int = 30
+    max_seconds: int = 600
+    jitter: bool = True
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = 1
+    backoff: Backoff = Field(default_factory=Backoff)
+    deadline_seconds: int | None = Field(default=None, gt=0)
+    on_exhaustion: Literal["trigger_agent", "abort", "alert_only"] = "trigger_agent"
+    transient_errors: list[Any] = Field(default_factory=list)
+    non_transient_errors: list[str] = Field(default_factory=list)
+
+
+class ModuleRetry(Strict):
+    """Per-module override of `retry_policy`; unset fields inherit field by field."""
+
+    max_attempts: int | None = Field(default=None, ge=1)
+    backoff: Backoff | None = None
+    deadline_seconds: int | None = Field(default=None, gt=0)
+    on_exhaustion: Literal["trigger_agent", "abort", "alert_only"] | None = None
+    transient_errors: list[Any] | None = None
+    non_transient_errors: list[str] | None = None
+
+
+class Guardrails(Strict):
+    allowed_paths: list[str] = Field(default_factory=list)
+    deny_patterns: list[str] = Field(default_factory=list)
+    forbidden_ops: list[str] = Field(default_factory=list)
+    heal_on_errors: list[str] = Field(default_factory=list)
+    never_heal_errors: list[str] = Field(default_factory=list)
+
+
+ApprovalMode = Literal["disabled", "human", "ci", "auto"]
+
+
+class Agent(Strict):
+    """Per-blueprint healing policy. Connection settings live in aqueduct.yml only."""
+
+    approval: ApprovalMode = "disabled"
+    # Older gallery files spell it `approval_mode`.
+    approval_mode: ApprovalMode | None = Field(default=None, exclude=True)
+    allow_defer: bool = False
+    confidence_threshold: float = 0.7
+    deep_loop: bool = False
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    max_heal_attempts_per_hour: int | None = Field(default=None, ge=1)
+    max_patches: int = 1
+    max_reprompts: int | None = Field(default=None, ge=1)
+    on_heal_failure: Literal["stage", "discard", "abort"] = "stage"
+    on_pending_patches: Literal["ignore", "warn", "block"] = "warn"
+    patch_validation: Literal["full_run", "sandbox"] | None = None
+    prompt_context: str | None = None
+    sandbox_mode: Literal["sample", "preflight", "off"] = "sample"
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.approval_mode is not None and "approval" not in self.model_fields_set:
+            self.approval = self.approval_mode
+
+
+class SparkEngineBlock(Strict):
+    conf: dict[str, Any] = Field(default_factory=dict)
+    master_url: str | None = None
+
+
+class DuckDBEngineBlock(Strict):
+    memory_limit: str | None = None
+    threads: int | None = Field(default=None, gt=0)
+
+
+class EngineBlock(Strict):
+    spark: SparkEngineBlock = Field(default_factory=SparkEngineBlock)
+    duckdb: DuckDBEngineBlock = Field(default_factory=DuckDBEngineBlock)
+
+
+class HookEntry(Strict):
+    blueprint: str | None = None
+    command: str | None = None
+    in_process: bool = False
+    timeout: int = 300
+    webhook: str | dict[str, Any] | None = None
+    when_error: list[str] = Field(default_factory=list)
+
+
+class Hooks(Strict):
+    on_success: list[HookEntry] = Field(default_factory=list)
+    on_failure: list[HookEntry] = Field(default_factory=list)
+    on_patch_pending: list[HookEntry] = Field(default_factory=list)
+    on_healed: list[HookEntry] = Field(default_factory=list)
+
+
+class Warnings(Strict):
+    suppress: list[str] = Field(default_factory=list)
+
+
+class HealedByRecord(Strict):
+    patch_id: str
+    engine: str
+    classification: Literal["dialect_neutral", "engine_shaped"]
+    applied_at: str
+    reverted_at: str | None = None
+    validated_on: list[Any] = Field(default_factory=list)
+
+
+class Udf(Strict):
+    id: str
+    lang: Literal["python", "java", "scala"] = "python"
+    module: str | None = None
+    entry: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    jar: str | None = None
+    path: str | None = None
+    label: str | None = None
+    return_type: str | None = None
+    deterministic: bool = True
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- module configs
+
+
+class IngressTimeTravel(Strict):
+    version: int | None = None
+    timestamp: str | None = None
+
+
+class IngressConfig(Strict):
+    format: str | None = None
+    path: str | None = None
+    table: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    header: bool | None = None
+    infer_schema: bool | None = None
+    schema_hint: dict[str, Any] | list[Any] | None = None
+    known_columns: list[str] | None = None
+    on_new_columns: Literal["allow", "fail", "alert"] | None = None
+    partition_filters: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    time_travel: IngressTimeTravel | None = None
+
+
+ChannelOp = Literal[
+    "sql", "join", "filter", "select", "rename", "cast", "deduplicate",
+    "union", "sort", "repartition", "coalesce", "cache",
+]  # fmt: skip
+
+
+class ChannelConfig(Strict):
+    op: ChannelOp | None = None
+    query: str | None = None
+    # filter
+    condition: str | None = None
+    expr: str | None = None
+    # select / rename / cast / deduplicate: list of names, or a mapping old -> new / name -> type
+    columns: list[str] | dict[str, str] | str | None = None
+    cols: list[str] | None = None
+    col: str | None = None
+    column: str | None = None
+    key: str | list[str] | None = None
+    # join
+    left: str | None = None
+    right: str | None = None
+    join_type: Literal["inner", "left", "right", "full", "semi", "anti", "cross"] | None = None
+    broadcast_side: Literal["left", "right"] | None = None
+    allow_missing_columns: bool | None = None
+    # sort / repartition / coalesce / cache
+    order_by: str | list[str] | None = None
+    num: int | None = None
+    num_partitions: int | None = None
+    storage_level: (
+        Literal[
+            "MEMORY_AND_DISK", "MEMORY_AND_DISK_SER", "MEMORY_ONLY", "MEMORY_ONLY_SER",
+            "DISK_ONLY", "DISK_ONLY_2", "OFF_HEAP",
+        ]
+        | None
+    ) = None  # fmt: skip
+    spillway_condition: str | None = None
+    metrics_boundary: bool | None = None
+
+
+class EgressMaintenance(Strict):
+    optimize: bool | None = None
+    zorder_by: str | list[str] | None = None
+    vacuum: int | float | None = None
+    compaction: bool | None = None
+    clean: bool | None = None
+    expire_snapshots: bool | None = None
+    rewrite_data_files: bool | None = None
+
+
+EgressMode = Literal[
+    "overwrite", "append", "error", "errorifexists", "ignore", "merge", "overwrite_partitions"
+]
+
+
+class EgressConfig(Strict):
+    format: str | None = None
+    path: str | None = None
+    table: str | None = None
+    mode: EgressMode | None = None
+    merge_key: str | list[str] | None = None
+    merge_schema: bool | None = None
+    overwrite_schema: bool | None = None
+    partition_by: list[str] | None = None
+    replace_where: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    header: bool | None = None
+    coalesce: int | bool | None = None
+    repartition: int | bool | None = None
+    register_as_table: str | None = None
+    on_new_columns: Literal["allow", "fail", "alert"] | None = None
+    maintenance: EgressMaintenance | None = None
+    class_: str | None = Field(default=None, alias="class")
+    # format: depot
+    key: str | None = None
+    value: str | None = None
+    value_expr: str | None = None
+    watermark_key: str | None = None
+
+
+OnFailAction = Literal["abort", "warn", "webhook", "quarantine", "trigger_agent"]
+
+
+class AssertOnFailBlock(Strict):
+    action: OnFailAction
+    url: str | None = None
+
+
+AssertRuleType = Literal[
+    "schema_match", "min_rows", "max_rows", "not_null", "null_rate", "freshness",
+    "sql", "sql_row", "custom", "spillway_rate",
+]  # fmt: skip
+
+
+class AssertRule(Strict):
+    type: AssertRuleType
+    id: str | None = None
+    column: str | None = None
+    expected: dict[str, str] | None = None
+    expr: str | None = None
+    fn: str | None = None
+    fraction: float | None = None
+    min: int | None = None
+    max: float | None = None
+    max_age_hours: float | None = None
+    min_pass_rate: float | None = None
+    error_type: str | None = None
+    on_fail: OnFailAction | AssertOnFailBlock | None = None
+
+    @property
+    def action(self) -> OnFailAction:
+        if self.on_fail is None:
+            return "abort"
+        return self.on_fail if isinstance(self.on_fail, str) else self.on_fail.action
+
+    @property
+    def name(self) -> str:
+        return self.id or (f"{self.type}:{self.column}" if self.column else self.type)
+
+
+class AssertConfig(Strict):
+    rules: list[AssertRule] = Field(default_factory=list)
+
+
+class JunctionBranch(Strict):
+    id: str
+    condition: str | None = None
+    value: str | None = None
+
+
+class JunctionConfig(Strict):
+    mode: Literal["conditional", "broadcast", "partition"] | None = None
+    branches: list[JunctionBranch] = Field(default_factory=list)
+    partition_key: str | None = None
+
+
+class FunnelConfig(Strict):
+    mode: Literal["union_all", "union", "coalesce", "zip"] | None = None
+    inputs: list[str] = Field(default_factory=list)
+    schema_check: Literal["strict", "permissive"] | None = None
+
+
+class ProbeSignal(Strict):
+    type: str
+    id: str | None = None
+    column: str | None = None
+    columns: list[str] | None = None
+    fraction: float | None = None
+    n: int | None = None
+    percentiles: list[float] | None = None
+    method: Literal["sample", "spark_listener"] | None = None
+    allow_sample: bool | None = None
+    expr: str | None = None
+    sql: str | None = None
+    passed_when: str | None = None
+    module: str | None = None
+    entry: str | None = None
+    plugin: str | None = None
+
+
+class ProbeConfig(Strict):
+    signals: list[ProbeSignal] = Field(default_factory=list)
+    report: Literal["stdout"] | None = None
+
+
+class RegulatorConfig(Strict):
+    on_block: Literal["skip", "abort", "trigger_agent"] | None = None
+    timeout_seconds: float | None = None
+    poll_seconds: float | None = None
+
+
+class ArcadeConfig(Strict):
+    pass
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class ModuleBase(Strict):
+    id: str
+    label: str | None = None
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    enabled: bool | str = True
+    engine: str | None = None
+    checkpoint: bool = False
+    retry: ModuleRetry | None = None
+    on_failure: dict[str, Any] | None = None
+    on_failure_webhook: str | dict[str, Any] | None = None
+    spillway: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_a_plain_name(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("module id must not be empty")
+        if "__" in value:
+            raise ValueError(
+                f"module id '{value}' contains '__', which is reserved for Arcade namespacing"
+            )
+        if any(ch in value for ch in " ./\\:"):
+            raise ValueError(
+                f"module id '{value}' may only hold letters, digits, '_' and '-' "
+                "(it becomes part of a Dagster asset key and a SQL view name)"
+            )
+        return value
+
+
+class Ingress(ModuleBase):
+    type: Literal["Ingress"]
+    config: IngressConfig = Field(default_factory=IngressConfig)
+
+
+class Channel(ModuleBase):
+    type: Literal["Channel"]
+    config: ChannelConfig = Field(default_factory=ChannelConfig)
+    materialize: Literal["incremental"] | None = None
+    watermark_column: str | None = None
+
+
+class Egress(ModuleBase):
+    type: Literal["Egress"]
+    config: EgressConfig = Field(default_factory=EgressConfig)
+
+
+class Assert(ModuleBase):
+    type: Literal["Assert"]
+    config: AssertConfig = Field(default_factory=AssertConfig)
+
+
+class Junction(ModuleBase):
+    type: Literal["Junction"]
+    config: JunctionConfig = Field(default_factory=JunctionConfig)
+
+
+class Funnel(ModuleBase):
+    type: Literal["Funnel"]
+    config: FunnelConfig = Field(default_factory=FunnelConfig)
+
+
+class Probe(ModuleBase):
+    type: Literal["Probe"]
+    config: ProbeConfig = Field(default_factory=ProbeConfig)
+    attach_to: str | None = None
+
+
+class Regulator(ModuleBase):
+    type: Literal["Regulator"]
+    config: RegulatorConfig = Field(default_factory=RegulatorConfig)
+
+
+class Arcade(ModuleBase):
+    type: Literal["Arcade"]
+    config: ArcadeConfig = Field(default_factory=ArcadeConfig)
+    ref: str | None = None
+    context_override: dict[str, Any] | None = None
+
+
+Module = Annotated[
+    Union[Ingress, Channel, Egress, Assert, Junction, Funnel, Probe, Regulator, Arcade],
+    Field(discriminator="type"),
+]
+
+MODULE_TYPES: tuple[str, ...] = (
+    "Ingress", "Channel", "Egress", "Assert", "Junction", "Funnel", "Probe", "Regulator", "Arcade",
+)  # fmt: skip
+
+
+class Edge(Strict):
+    from_: str = Field(alias="from")
+    to: str
+    port: str = "main"
+    as_: str | None = Field(default=None, alias="as")
+    error_types: list[str] = Field(default_factory=list)
+
+
+class Blueprint(Strict):
+    """A whole Blueprint document."""
+
+    aqueduct: str
+    id: str
+    name: str
+    description: str = ""
+    context: dict[str, Any] = Field(default_factory=dict)
+    context_profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    required_context: list[str] = Field(default_factory=list)
+    macros: dict[str, str] = Field(default_factory=dict)
+    engine: EngineBlock = Field(default_factory=EngineBlock)
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    agent: Agent = Field(default_factory=Agent)
+    hooks: Hooks = Field(default_factory=Hooks)
+    warnings: Warnings = Field(default_factory=Warnings)
+    checkpoint: bool = False
+    healed_by: list[HealedByRecord] = Field(default_factory=list)
+    udf_registry: list[Udf] = Field(default_factory=list)
+    dependencies: list[str] = Field(default_factory=list)
+    modules: list[Module]
+    edges: list[Edge] | None = None
+
+    @field_validator("aqueduct", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        # `aqueduct: 1.0` unquoted is a YAML float.
+        return str(value) if isinstance(value, (int, float)) else value

@@ -1,0 +1,199 @@
+"""One Dagster asset per Manifest module; Asserts become blocking checks on what they guard.
+
+An Assert does not produce data of its own: it guards the frame flowing into it. So it is
+modelled as an asset check on the nearest upstream non-Assert module, evaluated in the same
+step right after the frame is built (no second Spark plan), and its consumers read the
+guarded asset directly. A failed `abort` rule is an ERROR-severity blocking check: Dagster
+fails the step and skips everything downstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+
+from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
+from aqueduct_dagster.dagster.io_manager import CONSUMERS_METADATA_KEY
+from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData, safe_name
+
+SPARK_RESOURCE_KEY = "aqueduct_spark"
+IO_MANAGER_KEY = "aqueduct_io_manager"
+ERROR_METADATA_KEY = "aqueduct/error"
+
+
+def guarded_module(manifest: Manifest, module: CompiledModule) -> CompiledModule:
+    """The module whose output an Assert (or a chain of Asserts) checks."""
+    current = module
+    while current.type == "Assert":
+        if not current.inputs:
+            return current
+        current = manifest.module(current.inputs[0].source)
+    return current
+
+
+def build_blueprint_assets(
+    manifest: Manifest, translator: BlueprintTranslator | None = None
+) -> list[dg.AssetsDefinition]:
+    translator = translator or BlueprintTranslator()
+    producers = [m for m in manifest.modules.values() if m.type != "Assert"]
+    specs = {m.id: translator.get_asset_spec(ModuleAssetData(manifest, m)) for m in producers}
+
+    def key_of(module_id: str) -> dg.AssetKey:
+        return specs[guarded_module(manifest, manifest.module(module_id)).id].key
+
+    consumer_count = _consumer_counts(manifest)
+    guards: dict[str, list[CompiledModule]] = {}
+    for module in manifest.modules.values():
+        if module.type == "Assert":
+            guards.setdefault(guarded_module(manifest, module).id, []).append(module)
+
+    return [
+        _module_asset(
+            manifest,
+            module,
+            specs[module.id],
+            key_of,
+            guards.get(module.id, []),
+            consumer_count.get(module.id, 0),
+        )
+        for module in producers
+    ]
+
+
+def _consumer_counts(manifest: Manifest) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for module in manifest.modules.values():
+        if module.type == "Assert":
+            continue
+        for source in {guarded_module(manifest, manifest.module(i.source)).id for i in module.inputs}:
+            counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def _module_asset(
+    manifest: Manifest,
+    module: CompiledModule,
+    spec: dg.AssetSpec,
+    key_of,
+    asserts: list[CompiledModule],
+    consumers: int,
+) -> dg.AssetsDefinition:
+    input_names = {f"in_{index}": inp.alias for index, inp in enumerate(module.inputs)}
+    ins = {
+        name: dg.AssetIn(key=key_of(inp.source), input_manager_key=IO_MANAGER_KEY)
+        for name, inp in zip(input_names, module.inputs, strict=True)
+    }
+    after = [key_of(dep) for dep in module.after if key_of(dep) not in {i.key for i in ins.values()}]
+    lineage = _column_lineage(module, key_of)
+    metadata = dict(spec.metadata or {})
+    metadata[CONSUMERS_METADATA_KEY] = consumers
+    if lineage is not None:
+        metadata["dagster/column_lineage"] = lineage
+    out_spec = spec.replace_attributes(deps=[], metadata=metadata)
+    check_specs = [
+        dg.AssetCheckSpec(
+            name=safe_name(check.id),
+            asset=spec.key,
+            blocking=True,
+            description=check.spec.description or check.spec.label or f"Assert '{check.id}'",
+            metadata={"aqueduct/module_id": check.id},
+        )
+        for check in asserts
+    ]
+
+    @dg.multi_asset(
+        name=safe_name(f"{manifest.blueprint_id}__{module.id}"),
+        outs={"result": dg.AssetOut.from_spec(out_spec, io_manager_key=IO_MANAGER_KEY)},
+        ins=ins,
+        deps=after,
+        check_specs=check_specs,
+        required_resource_keys={SPARK_RESOURCE_KEY},
+        can_subset=False,
+    )
+    def _compute(context: dg.AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
+        yield from run_module_step(
+            context, manifest, module, {input_names[n]: f for n, f in inputs.items()}, asserts
+        )
+
+    return _compute
+
+
+def run_module_step(
+    context: dg.AssetExecutionContext,
+    manifest: Manifest,
+    module: CompiledModule,
+    frames: Mapping[str, Any],
+    asserts: list[CompiledModule],
+) -> Iterator[Any]:
+    from aqueduct_dagster.engine import ModuleFailed, evaluate_assert, execute_module
+
+    resource = getattr(context.resources, SPARK_RESOURCE_KEY)
+    bound = resource.bound_manifest(manifest, context.run_id, _previous_run_id(context))
+    spark = resource.session_for(bound)
+    module = bound.module(module.id)
+    try:
+        result = execute_module(spark, module, frames)
+    except ModuleFailed as failure:
+        raise dg.Failure(
+            description=str(failure),
+            metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(failure.to_dict())},
+            allow_retries=failure.transient,
+        ) from failure
+    frame = result.outputs.get("main")
+    metadata = {k: v for k, v in result.metadata.items() if v is not None}
+    if frame is not None:
+        metadata["dagster/column_schema"] = _table_schema(frame)
+    yield dg.Output(frame, output_name="result", metadata=metadata)
+    for check in asserts:
+        outcome = evaluate_assert(spark, bound.module(check.id), frame)
+        yield dg.AssetCheckResult(
+            check_name=safe_name(check.id),
+            asset_key=context.assets_def.key,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+            description=outcome.summary(),
+            metadata={
+                "aqueduct/module_id": check.id,
+                "aqueduct/rules": dg.MetadataValue.json(
+                    [_jsonable(vars(rule)) for rule in outcome.results]
+                ),
+                "aqueduct/failed_rules": [r.name for r in outcome.results if not r.passed],
+            },
+        )
+
+
+def _previous_run_id(context: dg.AssetExecutionContext) -> str | None:
+    runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=context.job_name), limit=2)
+    earlier = [run.run_id for run in runs if run.run_id != context.run_id]
+    return earlier[0] if earlier else None
+
+
+def _table_schema(frame: Any) -> dg.TableSchema:
+    # df.schema only analyses the plan; it runs no Spark job.
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=f.name, type=f.dataType.simpleString()) for f in frame.schema.fields
+        ]
+    )
+
+
+def _column_lineage(module: CompiledModule, key_of) -> dg.TableColumnLineage | None:
+    if not module.column_lineage:
+        return None
+    deps = {
+        column: [dg.TableColumnDep(asset_key=key_of(src.module), column_name=src.column) for src in sources]
+        for column, sources in module.column_lineage.items()
+    }
+    return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

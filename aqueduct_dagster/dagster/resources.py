@@ -1,0 +1,59 @@
+"""The run's SparkSession, as a Dagster resource.
+
+One SparkSession per run: the JVM session is created on first use (with the Blueprint's
+engine block) and every run works in its own `newSession()`, so temp views and SQL conf
+never leak between runs that share a JVM (tests, a warm server).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from aqueduct_dagster.blueprint.manifest import Manifest
+
+
+class SparkResource(dg.ConfigurableResource):
+    """Gives assets the SparkSession of the current run."""
+
+    master: str | None = None
+    state_dir: str = ".aqueduct"
+
+    _session: Any = PrivateAttr(default=None)
+    _applied_conf: set[str] = PrivateAttr(default_factory=set)
+    _bound: dict[tuple[str, str], Manifest] = PrivateAttr(default_factory=dict)
+    _started_at: datetime | None = PrivateAttr(default=None)
+
+    def bound_manifest(self, manifest: Manifest, run_id: str, prev_run_id: str | None) -> Manifest:
+        """The Manifest with run tokens (`@aq.run.*`, `@aq.date.*`) bound, once per run."""
+        from aqueduct_dagster.blueprint import RunInfo, bind_runtime
+
+        if self._started_at is None:
+            self._started_at = datetime.now(timezone.utc)
+        key = (manifest.fingerprint or manifest.blueprint_id, run_id)
+        if key not in self._bound:
+            run = RunInfo(run_id=run_id, started_at=self._started_at, prev_run_id=prev_run_id)
+            self._bound[key] = bind_runtime(manifest, run)
+        return self._bound[key]
+
+    def session_for(self, manifest: Manifest) -> Any:
+        from aqueduct_dagster.engine.session import create_base_session, run_session
+
+        if self._session is None:
+            base = create_base_session(
+                manifest.engine, master=self.master, state_dir=Path(self.state_dir)
+            )
+            self._session = run_session(base)
+        if manifest.blueprint_id not in self._applied_conf:
+            # Runtime SQL conf of the Blueprint applies to this run's session only.
+            for key, value in manifest.engine.spark.conf.items():
+                try:
+                    self._session.conf.set(key, str(value))
+                except Exception:  # noqa: BLE001 - static conf: fixed when the JVM started
+                    pass
+            self._applied_conf.add(manifest.blueprint_id)
+        return self._session
