@@ -1,0 +1,177 @@
+"""The failure package: everything a diagnoser may know about one failure, and nothing more.
+
+Built from the failed step's structured error (captured by the engine when the step failed,
+together with the schemas of its inputs) and the Blueprint. A pruner keeps only the blast
+radius: the failed module, its direct upstream and downstream modules, and the macros and
+context keys they use. Everything is redacted before the package exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.healing.redaction import Redactor
+
+
+class ColumnInfo(BaseModel):
+    name: str
+    type: str
+
+
+class NeighbourModule(BaseModel):
+    id: str
+    type: str
+    role: Literal["failed", "upstream", "downstream"]
+    inputs: list[str] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorFacts(BaseModel):
+    """The structured Spark (or framework) error, redacted."""
+
+    exception_class: str = ""
+    condition: str | None = None
+    sqlstate: str | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+    cause_chain: list[str] = Field(default_factory=list)
+    transient: bool = False
+
+
+class FailurePackage(BaseModel):
+    heal_id: str
+    trigger: Literal["run_failure", "assert"] = "run_failure"
+    blueprint_id: str
+    blueprint_path: str
+    run_id: str | None = None
+    failed_module: str
+    module_type: str
+    error: ErrorFacts
+    signature: str
+    #: The failed module exactly as written (templating intact): what a patch edits.
+    module_raw: dict[str, Any]
+    #: The same module after compilation (macros, context, functions resolved).
+    module_compiled: dict[str, Any]
+    provenance: dict[str, str] = Field(default_factory=dict)
+    upstream_schemas: dict[str, list[ColumnInfo]] = Field(default_factory=dict)
+    neighbourhood: list[NeighbourModule] = Field(default_factory=list)
+    macros: dict[str, str] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    failed_rules: list[dict[str, Any]] = Field(default_factory=list)
+    recent_runs: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def condition(self) -> str:
+        return self.error.condition or ""
+
+    def upstream_columns(self) -> dict[str, list[str]]:
+        return {alias: [c.name for c in cols] for alias, cols in self.upstream_schemas.items()}
+
+
+def error_signature(blueprint_id: str, module_id: str, error: ErrorFacts) -> str:
+    """Stable across runs of the same failure: no data values, no run ids."""
+    key = error.condition or error.exception_class or "unknown"
+    params = ",".join(sorted(error.parameters))
+    digest = hashlib.sha256(f"{blueprint_id}|{module_id}|{key}|{params}".encode()).hexdigest()[:12]
+    return f"{key}:{module_id}:{digest}"
+
+
+def raw_modules(blueprint_text: str) -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load(blueprint_text) or {}
+    return {m["id"]: m for m in data.get("modules") or [] if isinstance(m, dict) and "id" in m}
+
+
+_MACRO_USE = re.compile(r"\{\{\s*macros\.(\w+)")
+_CONTEXT_USE = re.compile(r"\$\{ctx\.([\w.]+)\}")
+
+
+def build_failure_package(
+    *,
+    manifest: Manifest,
+    blueprint_text: str,
+    failed_module: str,
+    error: Mapping[str, Any],
+    input_schemas: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    run_id: str | None = None,
+    trigger: Literal["run_failure", "assert"] = "run_failure",
+    failed_rules: Sequence[Mapping[str, Any]] = (),
+    recent_runs: Sequence[Mapping[str, Any]] = (),
+    env: Mapping[str, str] | None = None,
+) -> FailurePackage:
+    redactor = Redactor.for_blueprint(blueprint_text, env)
+    raws = raw_modules(blueprint_text)
+    module = manifest.module(failed_module)
+
+    facts = ErrorFacts(
+        exception_class=str(error.get("exception_class") or ""),
+        condition=error.get("condition"),
+        sqlstate=error.get("sqlstate"),
+        parameters={str(k): str(v) for k, v in (error.get("message_parameters") or {}).items()},
+        message=str(error.get("message") or ""),
+        cause_chain=[str(c) for c in error.get("cause_chain") or []][:5],
+        transient=bool(error.get("transient")),
+    )
+    # Error text quotes data values (the bad cast input, the row that failed): literals go.
+    facts = ErrorFacts.model_validate(redactor.data(facts.model_dump(), data_literals=True))
+    facts.message = facts.message[:2000]
+
+    neighbours = [_neighbour(manifest, raws, failed_module, "failed")]
+    neighbours += [_neighbour(manifest, raws, i.source, "upstream") for i in module.inputs]
+    neighbours += [_neighbour(manifest, raws, c.id, "downstream") for c in manifest.consumers(failed_module)]
+
+    used_text = yaml.safe_dump([n.config for n in neighbours])
+    macros = {name: body for name, body in manifest.macros.items() if name in _MACRO_USE.findall(used_text)}
+    context_keys = {key.split(".")[0] for key in _CONTEXT_USE.findall(used_text + yaml.safe_dump(macros))}
+    context = {k: v for k, v in manifest.context.items() if k in context_keys}
+
+    provenance = {
+        path: f"{p.source}" + (f" ({p.detail})" if p.detail else "") + (f" at {p.location}" if p.location else "")
+        for path, p in manifest.provenance.items()
+        if path.startswith(f"modules.{failed_module}.")
+    }
+    package = FailurePackage(
+        heal_id=uuid.uuid4().hex[:12],
+        trigger=trigger,
+        blueprint_id=manifest.blueprint_id,
+        blueprint_path=manifest.source_path,
+        run_id=run_id,
+        failed_module=failed_module,
+        module_type=module.type,
+        error=facts,
+        signature=error_signature(manifest.blueprint_id, failed_module, facts),
+        module_raw=redactor.data(raws.get(failed_module, {})),
+        module_compiled=redactor.data(
+            module.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        ),
+        provenance=redactor.data(provenance),
+        upstream_schemas={
+            alias: [ColumnInfo(name=c[0], type=c[1]) for c in columns]
+            for alias, columns in (input_schemas or {}).items()
+        },
+        neighbourhood=redactor.data([n.model_dump() for n in neighbours]),
+        macros=redactor.data(macros),
+        context=redactor.data(context),
+        failed_rules=redactor.data([dict(r) for r in failed_rules], data_literals=True),
+        recent_runs=[dict(r) for r in recent_runs][:5],
+    )
+    return package
+
+
+def _neighbour(manifest: Manifest, raws: Mapping[str, dict], module_id: str, role: str) -> NeighbourModule:
+    module = manifest.module(module_id)
+    raw = raws.get(module_id) or {}
+    return NeighbourModule(
+        id=module_id,
+        type=module.type,
+        role=role,
+        inputs=[i.alias if i.alias == i.source else f"{i.source} as {i.alias}" for i in module.inputs],
+        config=dict(raw.get("config") or {}),
+    )

@@ -1,0 +1,482 @@
+"""The offline diagnoser: deterministic rules for the failures that need no LLM.
+
+Each rule looks at a `FailurePackage` and either proposes a `PatchSpec` or passes. A rule
+edits the Blueprint as written (templating intact): a column typo inside a macro is fixed in
+the macro, a wrong file name in the path's literal part, never by baking in compiled values.
+When no rule fits, the diagnoser says so plainly; it never guesses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aqueduct_dagster.healing.failure import FailurePackage
+from aqueduct_dagster.healing.patch import PatchSpec, new_patch_id
+from aqueduct_dagster.healing import sql_edit
+
+#: Spark settings a patch may change (anything else is refused by the guardrails too).
+ENGINE_CONFIG_ALLOWLIST = frozenset(
+    {
+        "spark.sql.shuffle.partitions",
+        "spark.driver.maxResultSize",
+        "spark.sql.autoBroadcastJoinThreshold",
+        "spark.sql.broadcastTimeout",
+        "spark.sql.adaptive.enabled",
+        "spark.sql.adaptive.skewJoin.enabled",
+        "spark.sql.files.maxPartitionBytes",
+        "spark.executor.memory",
+        "spark.executor.memoryOverhead",
+        "spark.driver.memory",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    patch: PatchSpec | None
+    rule: str | None
+    reason: str
+
+
+Rule = Callable[[FailurePackage], "PatchSpec | None"]
+_RULES: list[tuple[str, Rule]] = []
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    def register(function: Rule) -> Rule:
+        _RULES.append((name, function))
+        return function
+
+    return register
+
+
+def diagnose_with_rules(package: FailurePackage) -> Diagnosis:
+    for name, function in _RULES:
+        patch = function(package)
+        if patch is not None:
+            patch.misc.setdefault("diagnoser", f"rules/{name}")
+            return Diagnosis(patch=patch, rule=name, reason=patch.rationale)
+    what = package.error.condition or package.error.exception_class or "this error"
+    return Diagnosis(
+        patch=None,
+        rule=None,
+        reason=f"no rule for {what} in module '{package.failed_module}'",
+    )
+
+
+def rule_names() -> list[str]:
+    return [name for name, _ in _RULES]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _patch(package: FailurePackage, slug: str, operations: list[dict], *, rationale: str,
+           root_cause: str, category: str, confidence: float) -> PatchSpec:  # fmt: skip
+    return PatchSpec(
+        patch_id=new_patch_id(f"{package.blueprint_id}-{slug}"),
+        run_id=package.run_id,
+        rationale=rationale,
+        root_cause=root_cause,
+        category=category,
+        confidence=confidence,
+        operations=operations,
+    )
+
+
+#: Config keys whose values are SQL text or column names (paths and formats are not).
+SQL_KEYS = frozenset(
+    {"query", "condition", "expr", "columns", "cols", "col", "column", "key", "order_by",
+     "spillway_condition", "partition_key", "value_expr"}
+)  # fmt: skip
+
+
+def _text_fields(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, text) for every SQL-bearing string in a raw config block."""
+    for key, value in config.items():
+        if key in SQL_KEYS and isinstance(value, str):
+            yield key, value
+
+
+def _rewrite_sql_sites(package: FailurePackage, edit: Callable[[str], str | None]) -> list[dict]:
+    """Operations that apply `edit` where the SQL is written: module config and used macros."""
+    operations: list[dict] = []
+    config = package.module_raw.get("config") or {}
+    for key, text in _text_fields(config):
+        changed = edit(text)
+        if changed is not None and changed != text:
+            operations.append(
+                {"op": "set_module_config_key", "module_id": package.failed_module, "key": key, "value": changed}
+            )
+    for key, value in config.items():
+        if key in SQL_KEYS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            changed_list = [edit(v) or v for v in value]
+            if changed_list != value:
+                operations.append(
+                    {"op": "set_module_config_key", "module_id": package.failed_module, "key": key, "value": changed_list}
+                )
+    for name, body in package.macros.items():
+        changed = edit(body)
+        if changed is not None and changed != body:
+            operations.append({"op": "replace_macro", "name": name, "value": changed})
+    return operations
+
+
+def _param(package: FailurePackage, *names: str) -> str | None:
+    for name in names:
+        if package.error.parameters.get(name):
+            return package.error.parameters[name]
+    return None
+
+
+_ABBREVIATIONS = {
+    "ts": ("time", "timestamp"), "dt": ("date", "datetime"), "amt": ("amount",),
+    "qty": ("quantity",), "num": ("number",), "cust": ("customer",), "id": ("key",),
+    "addr": ("address",), "desc": ("description",), "cnt": ("count",),
+}  # fmt: skip
+
+
+def _tokens(name: str) -> list[str]:
+    return [t for t in re.split(r"[_\W]+", name.lower()) if t]
+
+
+def _expanded(name: str) -> set[str]:
+    tokens = set(_tokens(name))
+    for token in list(tokens):
+        tokens.update(_ABBREVIATIONS.get(token, ()))
+    return tokens
+
+
+def _candidate_score(missing: str, candidate: str, sql: str) -> float:
+    score = difflib.SequenceMatcher(None, missing.lower(), candidate.lower()).ratio()
+    wanted, offered = _expanded(missing), set(_tokens(candidate))
+    score += 0.4 * len(wanted & offered) / max(len(offered), 1)
+    # Lineage: `CAST(event_ts AS ...) AS event_time` says which column the author meant.
+    if candidate.lower() in (a.lower() for a in sql_edit.select_aliases_using(sql, missing)):
+        score += 0.5
+    # A column the query already reads under its own name is rarely the renamed one.
+    if sql_edit.contains_identifier(sql, candidate):
+        score -= 0.3
+    return score
+
+
+def _message_columns(message: str) -> list[str]:
+    """Columns Spark names in the message: the proposal list or a `Relation [a#1,b#2]` plan."""
+    names: list[str] = []
+    proposal = re.search(r"Did you mean one of the following\?\s*\[([^\]]*)\]", message)
+    if proposal:
+        names += sql_edit.split_proposals(proposal.group(1))
+    for relation in re.findall(r"Relation \[([^\]]*)\]", message):
+        names += [part.split("#")[0] for part in relation.split(",")]
+    return [n for i, n in enumerate(names) if n and n not in names[:i]]
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@rule("unresolved_column")
+def unresolved_column(package: FailurePackage) -> PatchSpec | None:
+    if not package.condition.startswith(("UNRESOLVED_COLUMN", "FIELD_NOT_FOUND")):
+        return None
+    object_name = _param(package, "objectName", "fieldName")
+    if object_name is None:
+        match = re.search(r"name `([^`]+)`(?:\.`([^`]+)`)?\s+cannot be resolved", package.error.message)
+        object_name = (match.group(2) or match.group(1)) if match else None
+    if not object_name:
+        return None
+    missing = sql_edit.strip_identifier(object_name)
+    candidates = sql_edit.split_proposals(_param(package, "proposal") or "")
+    candidates += [c for c in _message_columns(package.error.message) if c not in candidates]
+    upstream = {c for cols in package.upstream_columns().values() for c in cols}
+    if upstream:
+        candidates += sorted(c for c in upstream if c not in candidates)
+        candidates = [c for c in candidates if c in upstream]
+    candidates = [c for c in candidates if c.lower() != missing.lower()]
+    if not candidates:
+        return None
+    sql = "\n".join(text for _, text in _text_fields(package.module_raw.get("config") or {}))
+    sql += "\n" + "\n".join(package.macros.values())
+    ranked = sorted(((_candidate_score(missing, c, sql), c) for c in candidates), reverse=True)
+    best_score, best = ranked[0]
+    if best_score < 0.6 or (len(ranked) > 1 and best_score - ranked[1][0] < 0.05):
+        return None  # too close to call: a person (or the LLM) should pick
+    operations = _rewrite_sql_sites(
+        package,
+        lambda text: sql_edit.replace_identifier(text, missing, best)
+        if sql_edit.contains_identifier(text, missing) else None,
+    )  # fmt: skip
+    if not operations:
+        return None
+    return _patch(
+        package, "rename-column", operations,
+        rationale=f"column '{missing}' no longer exists upstream; '{best}' is the column it became",
+        root_cause=f"upstream schema drift: `{missing}` cannot be resolved, `{best}` is available "
+        f"(candidates: {', '.join(c for _, c in ranked[:4])})",
+        category="schema_drift", confidence=round(min(0.95, 0.5 + best_score / 3), 2),
+    )  # fmt: skip
+
+
+@rule("path_not_found")
+def path_not_found(package: FailurePackage) -> PatchSpec | None:
+    if package.condition != "PATH_NOT_FOUND":
+        return None
+    missing_path = _param(package, "path") or ""
+    missing = Path(re.sub(r"^file:", "", missing_path))
+    found = _nearest_existing(missing)
+    if found is None:
+        return None
+    replacements = [
+        (wrong, right) for wrong, right in zip(missing.parts, found.parts, strict=False) if wrong != right
+    ]
+    raw_path = str((package.module_raw.get("config") or {}).get("path") or "")
+    operations: list[dict] = []
+    new_raw = raw_path
+    for wrong, right in replacements:
+        if wrong in new_raw:
+            new_raw = new_raw.replace(wrong, right)
+        else:
+            key = next((k for k, v in package.context.items() if isinstance(v, str) and wrong in v), None)
+            if key is None:
+                return None
+            operations.append(
+                {"op": "replace_context_value", "key": key, "value": package.context[key].replace(wrong, right)}
+            )
+    if new_raw != raw_path:
+        operations.insert(
+            0, {"op": "set_module_config_key", "module_id": package.failed_module, "key": "path", "value": new_raw}
+        )
+    if not operations:
+        return None
+    return _patch(
+        package, "fix-path", operations,
+        rationale=f"'{missing}' does not exist; the nearest existing path is '{found}'",
+        root_cause=f"bad path: {missing} not found (typo of {found.name})",
+        category="bad_path", confidence=0.85,
+    )  # fmt: skip
+
+
+def _nearest_existing(missing: Path) -> Path | None:
+    """Walk up to the deepest existing folder, then match each missing part by name."""
+    parts = missing.parts
+    base_index = len(parts)
+    while base_index > 0 and not Path(*parts[:base_index]).exists():
+        base_index -= 1
+    if base_index == 0 or base_index == len(parts):
+        return None
+    current = Path(*parts[:base_index])
+    for part in parts[base_index:]:
+        if not current.is_dir():
+            return None
+        names = [p.name for p in current.iterdir() if not p.name.startswith((".", "_"))]
+        close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+        if not close:
+            return None
+        current = current / close[0]
+    return current
+
+
+_FORMAT_ERRORS = ("UNABLE_TO_INFER_SCHEMA", "FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER")
+
+
+@rule("wrong_format")
+def wrong_format(package: FailurePackage) -> PatchSpec | None:
+    if package.module_type != "Ingress":
+        return None
+    text = f"{package.condition} {package.error.message}"
+    if not (package.condition.startswith(_FORMAT_ERRORS) or "is not a Parquet file" in text):
+        return None
+    config = package.module_raw.get("config") or {}
+    declared = str(config.get("format") or "").lower()
+    path = str(config.get("path") or "")
+    actual = next((fmt for fmt in ("csv", "json", "parquet") if path.lower().rstrip("/").endswith(f".{fmt}")), None)
+    if actual is None or actual == declared:
+        return None
+    operations = [{"op": "set_module_config_key", "module_id": package.failed_module, "key": "format", "value": actual}]
+    if actual == "csv":
+        operations.append({"op": "set_module_config_key", "module_id": package.failed_module, "key": "header", "value": True})
+    return _patch(
+        package, "fix-format", operations,
+        rationale=f"'{path}' is a {actual.upper()} file but the Ingress reads it as {declared or 'the default format'}",
+        root_cause=f"wrong format: {declared} reader on a .{actual} file, so Spark cannot infer the schema",
+        category="wrong_format", confidence=0.9,
+    )  # fmt: skip
+
+
+@rule("cast_invalid_input")
+def cast_invalid_input(package: FailurePackage) -> PatchSpec | None:
+    if package.condition != "CAST_INVALID_INPUT":
+        return None
+    operations = _rewrite_sql_sites(package, lambda t: sql_edit.cast_to_try_cast(t) if re.search(r"\bcast\s*\(", t, re.I) else None)
+    if not operations:
+        return None
+    target = (_param(package, "targetType") or "").strip('"')
+    return _patch(
+        package, "try-cast", operations,
+        rationale=f"malformed values cannot be cast to {target or 'the target type'}; TRY_CAST turns them into NULL",
+        root_cause=f"CAST_INVALID_INPUT: some source values are not valid {target or 'values'} under ANSI mode",
+        category="data_quality", confidence=0.8,
+    )  # fmt: skip
+
+
+@rule("divide_by_zero")
+def divide_by_zero(package: FailurePackage) -> PatchSpec | None:
+    if package.condition != "DIVIDE_BY_ZERO":
+        return None
+    operations = _rewrite_sql_sites(package, sql_edit.divide_to_try_divide)
+    if not operations:
+        return None
+    return _patch(
+        package, "try-divide", operations,
+        rationale="a divisor is zero for some rows; try_divide returns NULL for those rows instead of failing",
+        root_cause="DIVIDE_BY_ZERO under ANSI mode: a denominator column holds zeros",
+        category="data_quality", confidence=0.8,
+    )  # fmt: skip
+
+
+@rule("schema_hint_mismatch")
+def schema_hint_mismatch(package: FailurePackage) -> PatchSpec | None:
+    message = package.error.message
+    column = _param(package, "column")
+    actual = _param(package, "actual")
+    if package.condition != "AQ_SCHEMA_HINT_MISMATCH":
+        match = re.search(r"schema_hint type mismatch on '([^']+)': expected '[^']+', actual '([^']+)'", message)
+        if not match:
+            return None
+        column, actual = match.groups()
+    if not column or not actual or package.module_type != "Ingress":
+        return None
+    hint = (package.module_raw.get("config") or {}).get("schema_hint")
+    if isinstance(hint, dict) and isinstance(hint.get("columns"), list):
+        columns = [dict(c, type=actual) if c.get("name") == column else c for c in hint["columns"]]
+        operation = {"op": "set_module_config_key", "module_id": package.failed_module,
+                     "key": "schema_hint.columns", "value": columns}  # fmt: skip
+    elif isinstance(hint, dict) and column in hint:
+        operation = {"op": "set_module_config_key", "module_id": package.failed_module,
+                     "key": f"schema_hint.{column}", "value": actual}  # fmt: skip
+    else:
+        return None
+    return _patch(
+        package, "schema-hint", [operation],
+        rationale=f"the data's '{column}' is {actual}; the schema_hint now says so",
+        root_cause=f"schema_hint for '{column}' expects another type than the source's {actual}",
+        category="schema_drift", confidence=0.75,
+    )  # fmt: skip
+
+
+@rule("ambiguous_reference")
+def ambiguous_reference(package: FailurePackage) -> PatchSpec | None:
+    if not package.condition.startswith("AMBIGUOUS_REFERENCE"):
+        return None
+    name = sql_edit.strip_identifier(_param(package, "name") or "")
+    references = re.findall(r"`([^`]+)`\.`[^`]+`", _param(package, "referenceNames") or "")
+    if not name or not references:
+        return None
+    qualifier = references[0]
+    operations = _rewrite_sql_sites(
+        package,
+        lambda t: sql_edit.qualify_identifier(t, name, qualifier) if sql_edit.contains_identifier(t, name) else None,
+    )
+    if not operations:
+        return None
+    return _patch(
+        package, "qualify", operations,
+        rationale=f"'{name}' exists in several joined inputs; it is now read from '{qualifier}'",
+        root_cause=f"AMBIGUOUS_REFERENCE: `{name}` is in {', '.join(references)}",
+        category="sql", confidence=0.7,
+    )  # fmt: skip
+
+
+def _engine_patch(package: FailurePackage, slug: str, key: str, value: str, *, rationale: str,
+                  root_cause: str, category: str) -> PatchSpec:  # fmt: skip
+    assert key in ENGINE_CONFIG_ALLOWLIST
+    return _patch(
+        package, slug, [{"op": "set_engine_config", "engine": "spark", "key": key, "value": value}],
+        rationale=rationale, root_cause=root_cause, category=category, confidence=0.75,
+    )  # fmt: skip
+
+
+@rule("driver_max_result_size")
+def driver_max_result_size(package: FailurePackage) -> PatchSpec | None:
+    text = f"{package.error.message} {' '.join(package.error.cause_chain)}"
+    if "spark.driver.maxResultSize" not in text and package.condition != "SPARK_DRIVER_RESULT_TOO_LARGE":
+        return None
+    return _engine_patch(
+        package, "max-result-size", "spark.driver.maxResultSize", "4g",
+        rationale="results sent to the driver exceed spark.driver.maxResultSize; raise the cap",
+        root_cause="driver result too large: serialized task results are bigger than spark.driver.maxResultSize",
+        category="oom_config",
+    )  # fmt: skip
+
+
+_SHUFFLE_OOM = re.compile(r"ExecutorLostFailure|exceeding memory limits|Too large frame|OutOfMemoryError", re.I)
+
+
+@rule("shuffle_oom")
+def shuffle_oom(package: FailurePackage) -> PatchSpec | None:
+    text = f"{package.condition} {package.error.message} {' '.join(package.error.cause_chain)}"
+    if "GC overhead" in text or package.condition == "SPARK_GC_OVERHEAD_LIMIT":
+        return _engine_patch(
+            package, "executor-memory", "spark.executor.memory", "8g",
+            rationale="executors spend their time in garbage collection; give them more heap",
+            root_cause="GC overhead limit exceeded: the executor heap is too small for this aggregation",
+            category="oom_config",
+        )  # fmt: skip
+    if "Container killed" in text and "Exit code is 143" in text:
+        return _engine_patch(
+            package, "memory-overhead", "spark.executor.memoryOverhead", "2g",
+            rationale="executors are killed for exceeding their container memory; raise the overhead",
+            root_cause="executor lost: container memory (heap + overhead) exceeded during a skewed shuffle",
+            category="oom_config",
+        )  # fmt: skip
+    if not (_SHUFFLE_OOM.search(text) or package.condition == "SPARK_EXECUTOR_OOM"):
+        return None
+    return _engine_patch(
+        package, "shuffle-partitions", "spark.sql.shuffle.partitions", "800",
+        rationale="shuffle partitions are too large for executor memory; split the shuffle into more partitions",
+        root_cause="executor OOM during shuffle: too few shuffle partitions for the data volume",
+        category="oom_config",
+    )  # fmt: skip
+
+
+@rule("broadcast_timeout")
+def broadcast_timeout(package: FailurePackage) -> PatchSpec | None:
+    text = f"{package.condition} {package.error.message}"
+    if "broadcast" not in text.lower() or not re.search(r"timeout|Could not execute broadcast|larger than", text, re.I):
+        return None
+    return _engine_patch(
+        package, "no-broadcast", "spark.sql.autoBroadcastJoinThreshold", "-1",
+        rationale="the broadcast side is too large to broadcast in time; let Spark use a shuffle join",
+        root_cause="broadcast join timeout: the table chosen for broadcast is too large",
+        category="oom_config",
+    )  # fmt: skip
+
+
+_RESERVED = {"user", "order", "group", "select", "from", "where", "table", "date", "timestamp",
+             "limit", "end", "case", "when", "values", "current_user", "desc", "asc", "by"}  # fmt: skip
+
+
+@rule("reserved_identifier")
+def reserved_identifier(package: FailurePackage) -> PatchSpec | None:
+    if package.condition != "PARSE_SYNTAX_ERROR":
+        return None
+    token = (_param(package, "error") or "").strip("'\"`")
+    if not token:
+        match = re.search(r"Syntax error at or near '([^']+)'", package.error.message)
+        token = match.group(1) if match else ""
+    if token.lower() not in _RESERVED:
+        return None
+    pattern = re.compile(rf"(?<![\w`.]){re.escape(token)}(?=\s*(,|$|\n|\bAS\b))", re.I | re.M)
+    operations = _rewrite_sql_sites(package, lambda t: pattern.sub(f"`{token}`", t) if pattern.search(t) else None)
+    if not operations:
+        return None
+    return _patch(
+        package, "quote-reserved", operations,
+        rationale=f"'{token}' is a reserved word in Spark SQL; quoting it as `{token}` makes it a column name",
+        root_cause=f"syntax error: the column name {token} is a reserved keyword and must be backtick-quoted",
+        category="sql", confidence=0.8,
+    )  # fmt: skip
