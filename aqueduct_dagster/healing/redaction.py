@@ -19,7 +19,7 @@ SECRET_TOKEN = re.compile(r"@aq\.secret\(\s*['\"]([^'\"]+)['\"]\s*\)")
 _CREDENTIAL_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I)
 _KEY_VALUE = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|apikey)\b\s*[=:]\s*)"
+    r"(?P<key>(?<!<)\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|apikey)\b\s*[=:]\s*)"
     r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
     re.I,
 )
