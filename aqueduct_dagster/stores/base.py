@@ -1,0 +1,218 @@
+"""The framework's own state behind one small interface: heals, turns, patches, failures.
+
+One SQL schema serves every backend. DuckDB (the embedded default) allows one writing process
+at a time, and the Dagster daemon, run workers and the CLI all write: so a connection is held
+only for the length of one operation, and a lock conflict is retried with backoff instead of
+failing the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS aq_schema_version (version INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS aq_failures (
+        heal_id VARCHAR PRIMARY KEY, blueprint_id VARCHAR NOT NULL, run_id VARCHAR,
+        module_id VARCHAR, signature VARCHAR, package_json VARCHAR, created_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS aq_heal_attempts (
+        heal_id VARCHAR PRIMARY KEY, blueprint_id VARCHAR NOT NULL, run_id VARCHAR,
+        signature VARCHAR, outcome VARCHAR, patch_id VARCHAR, stop_reason VARCHAR,
+        started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS aq_heal_turns (
+        turn_id VARCHAR PRIMARY KEY, heal_id VARCHAR NOT NULL, turn INTEGER NOT NULL,
+        diagnoser VARCHAR NOT NULL, prompt_version VARCHAR, signature VARCHAR,
+        patch_json VARCHAR, rejected_by VARCHAR, message VARCHAR,
+        input_tokens INTEGER, output_tokens INTEGER, latency_ms INTEGER, created_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS aq_patches (
+        patch_id VARCHAR PRIMARY KEY, blueprint_id VARCHAR NOT NULL, signature VARCHAR,
+        status VARCHAR NOT NULL, path VARCHAR, heal_id VARCHAR, updated_at TIMESTAMP NOT NULL)""",
+]
+
+
+def utc_now() -> datetime:
+    # Stored naive in UTC: DuckDB and PostgreSQL TIMESTAMP columns agree on that.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class HealTurn:
+    heal_id: str
+    turn: int
+    diagnoser: str
+    signature: str | None = None
+    prompt_version: str | None = None
+    patch_json: str | None = None
+    rejected_by: str | None = None
+    message: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: int | None = None
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class Store(ABC):
+    """SQL-backed state; subclasses supply connections and the parameter style."""
+
+    placeholder = "?"
+    lock_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self) -> None:
+        self._migrated = False
+
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @property
+    @abstractmethod
+    def description(self) -> str: ...
+
+    @contextmanager
+    def _connection(self, attempts: int = 40) -> Iterator[Any]:
+        delay = 0.05
+        for attempt in range(attempts):
+            try:
+                connection = self._connect()
+                break
+            except self.lock_errors:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(delay + random.random() * delay)
+                delay = min(delay * 1.5, 1.0)
+        try:
+            yield connection
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.placeholder) if self.placeholder != "?" else statement
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self.migrate()
+        return self._run(statement, params)
+
+    def _run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            cursor.execute(self._sql(statement), tuple(params))
+            try:
+                return list(cursor.fetchall())
+            except Exception:  # noqa: BLE001 - statements without a result set
+                return []
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call from concurrent processes."""
+        if self._migrated:
+            return
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            for statement in SCHEMA:
+                cursor.execute(statement)
+            cursor.execute("SELECT version FROM aq_schema_version")
+            if not cursor.fetchall():
+                cursor.execute(self._sql("INSERT INTO aq_schema_version VALUES (?)"), (SCHEMA_VERSION,))
+        self._migrated = True
+
+    # ------------------------------------------------------------------ failures and heals
+
+    def record_failure(self, heal_id: str, blueprint_id: str, run_id: str | None, module_id: str,
+                       signature: str, package: dict[str, Any]) -> None:  # fmt: skip
+        self.execute(
+            "INSERT INTO aq_failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (heal_id, blueprint_id, run_id, module_id, signature, json.dumps(package, default=str), utc_now()),
+        )
+
+    def start_heal(self, heal_id: str, blueprint_id: str, run_id: str | None, signature: str) -> None:
+        self.execute(
+            "INSERT INTO aq_heal_attempts (heal_id, blueprint_id, run_id, signature, outcome, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (heal_id, blueprint_id, run_id, signature, "running", utc_now()),
+        )
+
+    def finish_heal(self, heal_id: str, outcome: str, *, patch_id: str | None = None,
+                    stop_reason: str | None = None) -> None:  # fmt: skip
+        self.execute(
+            "UPDATE aq_heal_attempts SET outcome = ?, patch_id = ?, stop_reason = ?, finished_at = ? "
+            "WHERE heal_id = ?",
+            (outcome, patch_id, stop_reason, utc_now(), heal_id),
+        )
+
+    def heal_attempts_since(self, blueprint_id: str, since: timedelta) -> int:
+        rows = self.execute(
+            "SELECT COUNT(*) FROM aq_heal_attempts WHERE blueprint_id = ? AND started_at >= ?",
+            (blueprint_id, utc_now() - since),
+        )
+        return int(rows[0][0])
+
+    def heal_attempts(self, blueprint_id: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE blueprint_id = ?", (blueprint_id,)) if blueprint_id else ("", ())
+        rows = self.execute(
+            "SELECT heal_id, blueprint_id, run_id, signature, outcome, patch_id, stop_reason, started_at "
+            f"FROM aq_heal_attempts {where} ORDER BY started_at",
+            params,
+        )
+        keys = ("heal_id", "blueprint_id", "run_id", "signature", "outcome", "patch_id", "stop_reason", "started_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def record_turn(self, turn: HealTurn) -> None:
+        self.execute(
+            "INSERT INTO aq_heal_turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (turn.turn_id, turn.heal_id, turn.turn, turn.diagnoser, turn.prompt_version, turn.signature,
+             turn.patch_json, turn.rejected_by, turn.message, turn.input_tokens, turn.output_tokens,
+             turn.latency_ms, utc_now()),
+        )  # fmt: skip
+
+    def turns(self, heal_id: str) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT turn, diagnoser, prompt_version, signature, patch_json, rejected_by, message, "
+            "input_tokens, output_tokens, latency_ms FROM aq_heal_turns WHERE heal_id = ? ORDER BY turn",
+            (heal_id,),
+        )
+        keys = ("turn", "diagnoser", "prompt_version", "signature", "patch_json", "rejected_by", "message",
+                "input_tokens", "output_tokens", "latency_ms")  # fmt: skip
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # ------------------------------------------------------------------ patch index
+
+    def index_patch(self, patch_id: str, blueprint_id: str, signature: str | None, status: str,
+                    path: str | None, heal_id: str | None = None) -> None:  # fmt: skip
+        self.execute("DELETE FROM aq_patches WHERE patch_id = ?", (patch_id,))
+        self.execute(
+            "INSERT INTO aq_patches VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (patch_id, blueprint_id, signature, status, path, heal_id, utc_now()),
+        )
+
+    def set_patch_status(self, patch_id: str, status: str) -> None:
+        self.execute("UPDATE aq_patches SET status = ?, updated_at = ? WHERE patch_id = ?", (status, utc_now(), patch_id))
+
+    def pending_patch_for(self, blueprint_id: str, signature: str) -> str | None:
+        rows = self.execute(
+            "SELECT patch_id FROM aq_patches WHERE blueprint_id = ? AND signature = ? AND status = 'pending' "
+            "ORDER BY updated_at DESC",
+            (blueprint_id, signature),
+        )
+        return rows[0][0] if rows else None
+
+    def patches(self, blueprint_id: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE blueprint_id = ?", (blueprint_id,)) if blueprint_id else ("", ())
+        rows = self.execute(
+            f"SELECT patch_id, blueprint_id, signature, status, path, heal_id FROM aq_patches {where} ORDER BY updated_at",
+            params,
+        )
+        keys = ("patch_id", "blueprint_id", "signature", "status", "path", "heal_id")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
