@@ -1,0 +1,391 @@
+"""Compile a Blueprint file into a Manifest: load -> template -> validate -> wire -> analyse.
+
+Pure: no Spark, no Dagster. Every problem is a BlueprintError pointing at file:line:column.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aqueduct_dagster
+from aqueduct_dagster.blueprint.functions import CompileFacts
+from aqueduct_dagster.blueprint.graph import ModuleGraph, build_graph
+from aqueduct_dagster.blueprint.lineage import (
+    SINGLE_INPUT_ALIAS,
+    analysable_sql,
+    lineage_with_completeness,
+    parse_single_select,
+    table_references,
+)
+from aqueduct_dagster.blueprint.loader import BlueprintDocument, load_document
+from aqueduct_dagster.blueprint.manifest import (
+    ColumnSource,
+    CompiledModule,
+    Location,
+    Manifest,
+    ModuleInput,
+    Provenance,
+    fingerprint_of,
+)
+from aqueduct_dagster.blueprint.models import Blueprint
+from aqueduct_dagster.blueprint.suggest import did_you_mean, one_of
+from aqueduct_dagster.blueprint.templating import TemplateSettings, resolve_templates
+from aqueduct_dagster.blueprint.validation import validate_blueprint
+from aqueduct_dagster.errors import BlueprintError, SourceLocation
+
+DEFAULT_DEPLOYMENT = {"env": "dev", "target": "local"}
+
+#: Channel ops whose output has exactly the columns of their (first) input.
+_COLUMN_PRESERVING_OPS = {
+    "filter", "sort", "repartition", "coalesce", "cache", "deduplicate", "cast", "union",
+}  # fmt: skip
+_COLUMN_PRESERVING_TYPES = {"Assert", "Probe", "Regulator", "Junction", "Egress", "Funnel"}
+
+
+def compile_blueprint(
+    path: str | Path,
+    *,
+    context_overrides: Mapping[str, Any] | None = None,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+    deployment: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Compile the Blueprint file at `path` into a Manifest."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BlueprintError(
+            f"Blueprint file not found: {path}",
+            location=SourceLocation(str(path)),
+            hint="check the path (it is relative to the current directory)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BlueprintError(
+            f"cannot read the Blueprint file: {error}", location=SourceLocation(str(path))
+        ) from None
+    return _compile(
+        text,
+        source_path=str(path),
+        absolute_path=path.resolve(),
+        context_overrides=context_overrides,
+        profile=profile,
+        env=env,
+        deployment=deployment,
+    )
+
+
+def compile_text(
+    text: str,
+    *,
+    source_path: str | Path = "<string>",
+    context_overrides: Mapping[str, Any] | None = None,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+    deployment: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Compile Blueprint YAML text (tests, patch previews); `source_path` names it in errors."""
+    source_path = str(source_path)
+    return _compile(
+        text,
+        source_path=source_path,
+        absolute_path=Path(source_path).resolve() if source_path != "<string>" else None,
+        context_overrides=context_overrides,
+        profile=profile,
+        env=env,
+        deployment=deployment,
+    )
+
+
+def _compile(
+    text: str,
+    *,
+    source_path: str,
+    absolute_path: Path | None,
+    context_overrides: Mapping[str, Any] | None,
+    profile: str | None,
+    env: Mapping[str, str] | None,
+    deployment: Mapping[str, str] | None,
+) -> Manifest:
+    document = load_document(text, source_path)
+    settings = TemplateSettings(
+        facts=_facts(document, absolute_path, env, deployment),
+        context_overrides=dict(context_overrides or {}),
+        profile=profile,
+    )
+    templated = resolve_templates(document, settings)
+    blueprint = validate_blueprint(templated.data, document)
+    graph = build_graph(blueprint, document)
+    modules = _compiled_modules(blueprint, graph, document)
+    provenance = _provenance(templated.provenance, templated.context_provenance, blueprint, graph)
+    context = templated.data.get("context", {})
+    manifest_fingerprint = fingerprint_of(
+        {
+            "modules": {m.id: m.fingerprint for m in modules.values()},
+            "context": context,
+            "engine": blueprint.engine.model_dump(mode="json"),
+        }
+    )
+    return Manifest(
+        blueprint_id=blueprint.id,
+        name=blueprint.name,
+        description=blueprint.description,
+        aqueduct=blueprint.aqueduct,
+        source_path=source_path,
+        context=context,
+        macros=blueprint.macros,
+        engine=blueprint.engine,
+        retry_policy=blueprint.retry_policy,
+        agent=blueprint.agent,
+        hooks=blueprint.hooks,
+        udf_registry=tuple(blueprint.udf_registry),
+        modules=modules,
+        edges=graph.edges,
+        provenance=provenance,
+        warnings=tuple(graph.warnings),
+        fingerprint=manifest_fingerprint,
+    )
+
+
+def _facts(
+    document: BlueprintDocument,
+    absolute_path: Path | None,
+    env: Mapping[str, str] | None,
+    deployment: Mapping[str, str] | None,
+) -> CompileFacts:
+    settings = {**DEFAULT_DEPLOYMENT, **(deployment or {})}
+    return CompileFacts(
+        blueprint_id=str(document.data.get("id", "")),
+        blueprint_name=str(document.data.get("name", "")),
+        blueprint_path=str(absolute_path) if absolute_path else document.source_path,
+        blueprint_dir=str(absolute_path.parent) if absolute_path else ".",
+        deployment_env=settings["env"],
+        deployment_target=settings["target"],
+        version=aqueduct_dagster.__version__,
+        env=dict(os.environ if env is None else env),
+    )
+
+
+# -------------------------------------------------------------------------- modules
+
+
+def _compiled_modules(
+    blueprint: Blueprint, graph: ModuleGraph, document: BlueprintDocument
+) -> dict[str, CompiledModule]:
+    positions = {m.id: i for i, m in enumerate(blueprint.modules)}
+    specs = {m.id: m for m in blueprint.modules}
+    registered = {
+        str(m.config.register_as_table).lower()
+        for m in blueprint.modules
+        if m.type == "Egress" and m.config.register_as_table
+    }
+    output_columns: dict[str, list[str] | None] = {}
+    compiled: dict[str, CompiledModule] = {}
+    for module_id in graph.order:
+        spec = specs[module_id]
+        inputs = graph.inputs[module_id]
+        path = ("modules", positions[module_id])
+        lineage: dict[str, tuple[ColumnSource, ...]] = {}
+        columns = _passed_through_columns(spec, inputs, output_columns)
+        query = _checked_query(spec, inputs, document, path, registered)
+        if query is not None:
+            lineage, columns = _sql_lineage(query, inputs, output_columns)
+        output_columns[module_id] = columns
+        location = document.location(path)
+        compiled[module_id] = CompiledModule(
+            id=module_id,
+            type=spec.type,
+            spec=spec,
+            inputs=inputs,
+            after=graph.after[module_id],
+            location=Location(file=location.file, line=location.line, column=location.column),
+            column_lineage=lineage,
+            fingerprint=fingerprint_of(
+                {
+                    "spec": spec.model_dump(mode="json", by_alias=True),
+                    "inputs": [i.model_dump(mode="json") for i in inputs],
+                }
+            ),
+        )
+    return compiled
+
+
+def _checked_query(
+    spec: Any,
+    inputs: tuple[ModuleInput, ...],
+    document: BlueprintDocument,
+    path: tuple[Any, ...],
+    registered_tables: set[str],
+) -> str | None:
+    """The Channel's SQL after checking it parses and reads only its inputs."""
+    if spec.type != "Channel" or spec.config.op not in (None, "sql"):
+        return None
+    query = spec.config.query
+    query_path = path + ("config", "query")
+    if query is None:
+        if spec.config.op == "sql":
+            raise BlueprintError(
+                "op: sql needs a `query`",
+                location=document.location(path + ("config",)),
+                module_id=spec.id,
+                hint="add config.query: SELECT ... FROM <input>",
+            )
+        return None
+    try:
+        tree = parse_single_select(analysable_sql(query))
+    except BlueprintError as error:
+        raise BlueprintError(
+            f"config.query: {error.message}",
+            location=document.location(query_path),
+            module_id=spec.id,
+            hint=error.hint,
+        ) from None
+    aliases = [i.alias for i in inputs]
+    allowed = {a.lower() for a in aliases} | registered_tables
+    if len(inputs) == 1:
+        allowed.add(SINGLE_INPUT_ALIAS)
+    for table in table_references(tree):
+        if table.lower() in allowed:
+            continue
+        if table == SINGLE_INPUT_ALIAS:
+            message = (
+                f"config.query reads '{SINGLE_INPUT_ALIAS}', which only names the input of a "
+                f"single-input module; this one has {len(inputs)}"
+            )
+        else:
+            message = (
+                f"config.query reads table '{table}', which is not an input of this module"
+                + did_you_mean(table, aliases)
+            )
+        raise BlueprintError(
+            message,
+            location=_location_of_word(document, query_path, query, table),
+            module_id=spec.id,
+            hint=f"inputs here: {one_of(aliases)}; wire an edge from the module you mean, or "
+            "qualify a catalog table (catalog.db.table)",
+        )
+    return query
+
+
+def _location_of_word(
+    document: BlueprintDocument, path: tuple[Any, ...], text: str, word: str
+) -> SourceLocation:
+    raw = _get(document.data, path)
+    match = re.search(rf"\b{re.escape(word)}\b", text)
+    if raw == text and match:  # offsets match the file only if templating changed nothing
+        return document.location_within(path, match.start())
+    return document.location(path)
+
+
+def _get(data: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+# -------------------------------------------------------------------------- lineage
+
+
+def _sql_lineage(
+    query: str, inputs: tuple[ModuleInput, ...], known: Mapping[str, list[str] | None]
+) -> tuple[dict[str, tuple[ColumnSource, ...]], list[str] | None]:
+    """Column lineage of a Channel's SQL in terms of upstream modules (best effort)."""
+    sources_by_alias: dict[str, str] = {i.alias.lower(): i.source for i in inputs}
+    upstream: dict[str, list[str]] = {}
+    for item in inputs:
+        columns = known.get(item.source)
+        if columns is not None:
+            upstream[item.alias] = columns
+    if len(inputs) == 1:
+        sources_by_alias[SINGLE_INPUT_ALIAS] = inputs[0].source
+        if inputs[0].alias in upstream:
+            upstream[SINGLE_INPUT_ALIAS] = upstream[inputs[0].alias]
+    try:
+        mapping, complete = lineage_with_completeness(query, upstream)
+    except BlueprintError:
+        return {}, None
+    lineage = {
+        column: tuple(
+            ColumnSource(module=sources_by_alias.get(table.lower(), table), column=name)
+            for table, name in pairs
+        )
+        for column, pairs in mapping.items()
+    }
+    return lineage, (list(mapping) if complete else None)
+
+
+def _passed_through_columns(
+    spec: Any, inputs: tuple[ModuleInput, ...], known: Mapping[str, list[str] | None]
+) -> list[str] | None:
+    """The module's output columns when they follow from its config and inputs alone."""
+    first = known.get(inputs[0].source) if inputs else None
+    if spec.type == "Ingress":
+        return _ingress_columns(spec.config)
+    if spec.type in _COLUMN_PRESERVING_TYPES:
+        return first
+    if spec.type != "Channel":
+        return None
+    config = spec.config
+    if config.op in _COLUMN_PRESERVING_OPS:
+        return first
+    if config.op == "select" and isinstance(config.columns, list):
+        return list(config.columns)
+    if config.op == "rename" and isinstance(config.columns, dict) and first is not None:
+        return [config.columns.get(c, c) for c in first]
+    return None
+
+
+def _ingress_columns(config: Any) -> list[str] | None:
+    hint = config.schema_hint
+    if isinstance(hint, dict):
+        if isinstance(hint.get("columns"), list):
+            return _column_names(hint["columns"])
+        return [str(k) for k in hint]
+    if isinstance(hint, list):
+        return _column_names(hint)
+    return list(config.known_columns) if config.known_columns else None
+
+
+def _column_names(entries: list[Any]) -> list[str] | None:
+    names = []
+    for entry in entries:
+        if isinstance(entry, dict) and "name" in entry:
+            names.append(str(entry["name"]))
+        elif isinstance(entry, str):
+            names.append(entry)
+        else:
+            return None
+    return names
+
+
+# -------------------------------------------------------------------------- provenance
+
+
+def _provenance(
+    by_path: Mapping[tuple[Any, ...], Provenance],
+    context_provenance: Mapping[str, Provenance],
+    blueprint: Blueprint,
+    graph: ModuleGraph,
+) -> dict[str, Provenance]:
+    """Document paths -> dotted Manifest paths (`modules.<id>.config.query`, `context.x`)."""
+    kept = set(graph.order)
+    ids = [m.id for m in blueprint.modules]
+    result: dict[str, Provenance] = {}
+    for path, provenance in by_path.items():
+        if path[0] == "modules":
+            if len(path) < 3 or not isinstance(path[1], int) or ids[path[1]] not in kept:
+                continue
+            dotted = ".".join(["modules", ids[path[1]], *map(str, path[2:])])
+        else:
+            dotted = ".".join(map(str, path))
+        result[dotted] = provenance
+    for key, provenance in context_provenance.items():
+        result[f"context.{key}"] = provenance
+    return result
