@@ -114,7 +114,7 @@ def _module_asset(
         required_resource_keys={SPARK_RESOURCE_KEY},
         can_subset=False,
     )
-    def _compute(context: dg.AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
+    def _compute(context, **inputs):  # annotations stay off: Dagster inspects them at runtime
         yield from run_module_step(
             context, manifest, module, {input_names[n]: f for n, f in inputs.items()}, asserts
         )
@@ -138,9 +138,16 @@ def run_module_step(
     try:
         result = execute_module(spark, module, frames)
     except ModuleFailed as failure:
+        # Everything a healer needs, recorded in the event log with the failure itself.
+        error = {
+            "module_id": module.id,
+            "message": str(failure),
+            "spark": failure.error.to_dict(),
+            "input_schemas": {alias: _schema_pairs(frame) for alias, frame in frames.items()},
+        }
         raise dg.Failure(
             description=str(failure),
-            metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(failure.to_dict())},
+            metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
             allow_retries=failure.transient,
         ) from failure
     frame = result.outputs.get("main")
@@ -170,6 +177,13 @@ def _previous_run_id(context: dg.AssetExecutionContext) -> str | None:
     runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=context.job_name), limit=2)
     earlier = [run.run_id for run in runs if run.run_id != context.run_id]
     return earlier[0] if earlier else None
+
+
+def _schema_pairs(frame: Any) -> list[list[str]]:
+    try:
+        return [[f.name, f.dataType.simpleString()] for f in frame.schema.fields]
+    except Exception:  # noqa: BLE001 - an input whose plan no longer analyses
+        return []
 
 
 def _table_schema(frame: Any) -> dg.TableSchema:

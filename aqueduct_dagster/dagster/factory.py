@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,19 @@ from aqueduct_dagster.dagster.assets import (
     SPARK_RESOURCE_KEY,
     build_blueprint_assets,
 )
+from aqueduct_dagster.dagster.healing import (
+    aqueduct_heal_job,
+    approve_patch_job,
+    build_failure_sensor,
+    reject_patch_job,
+    revision_asset_specs,
+)
 from aqueduct_dagster.dagster.io_manager import spark_frame_io_manager
 from aqueduct_dagster.dagster.resources import SparkResource
+from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, safe_name
 from aqueduct_dagster.errors import ConfigError
 
-BLUEPRINT_TAG = "aqueduct/blueprint"
-BLUEPRINT_PATH_TAG = "aqueduct/blueprint_path"
 _NOT_BLUEPRINTS = (".aqtest.yml", ".aqtest.yaml", ".aqscenario.yml", ".aqscenario.yaml")
 
 
@@ -46,15 +52,29 @@ def job_name_for(manifest: Manifest) -> str:
     return safe_name(manifest.blueprint_id)
 
 
-def build_blueprint_job(manifest: Manifest) -> dg.UnresolvedAssetJobDefinition:
+def build_blueprint_job(
+    manifest: Manifest, assets: Sequence[dg.AssetsDefinition]
+) -> dg.UnresolvedAssetJobDefinition:
     # In-process: one SparkSession for the whole run; the multiprocess executor would start a
     # JVM per step (measured ~3x slower) and could not hand DataFrames between steps.
+    policy = manifest.retry_policy
+    retry = None
+    if policy.max_attempts > 1:
+        # Only transient errors reach a retry: the asset raises Failure(allow_retries=False)
+        # for the rest, which is what gets healed.
+        retry = dg.RetryPolicy(
+            max_retries=policy.max_attempts - 1,
+            delay=policy.backoff.base_seconds,
+            backoff=dg.Backoff.EXPONENTIAL if policy.backoff.strategy == "exponential" else dg.Backoff.LINEAR,
+            jitter=dg.Jitter.PLUS_MINUS if policy.backoff.jitter else None,
+        )
     return dg.define_asset_job(
         name=job_name_for(manifest),
-        selection=dg.AssetSelection.groups(safe_name(manifest.blueprint_id)),
+        selection=dg.AssetSelection.assets(*[key for a in assets for key in a.keys]),
         executor_def=dg.in_process_executor,
         description=manifest.description or manifest.name,
         tags={BLUEPRINT_TAG: manifest.blueprint_id, BLUEPRINT_PATH_TAG: manifest.source_path},
+        op_retry_policy=retry,
     )
 
 
@@ -78,8 +98,9 @@ def build_definitions(
     assets: list[dg.AssetsDefinition] = []
     jobs = []
     for manifest in manifests:
-        assets.extend(build_blueprint_assets(manifest, translator))
-        jobs.append(build_blueprint_job(manifest))
+        blueprint_assets = build_blueprint_assets(manifest, translator)
+        assets.extend(blueprint_assets)
+        jobs.append(build_blueprint_job(manifest, blueprint_assets))
     all_resources: dict[str, Any] = {
         SPARK_RESOURCE_KEY: SparkResource(
             state_dir=os.environ.get("AQUEDUCT_STATE_DIR", ".aqueduct"),
@@ -88,7 +109,12 @@ def build_definitions(
         IO_MANAGER_KEY: spark_frame_io_manager,
     }
     all_resources.update(resources or {})
-    return dg.Definitions(assets=assets, jobs=jobs, resources=all_resources)
+    return dg.Definitions(
+        assets=[*assets, *revision_asset_specs(manifests)],
+        jobs=[*jobs, aqueduct_heal_job, approve_patch_job, reject_patch_job],
+        sensors=[build_failure_sensor(jobs)] if jobs else [],
+        resources=all_resources,
+    )
 
 
 def _reject_duplicate_ids(manifests: list[Manifest]) -> None:

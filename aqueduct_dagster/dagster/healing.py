@@ -1,0 +1,303 @@
+"""Healing in Dagster: the failure sensor, the heal job, patch approval and revisions.
+
+The sensor is deliberately thin (a `run_key` per failed run, no I/O beyond the event it was
+handed): an exception in a sensor body loses that run's request. All the work happens in
+the `aqueduct_heal` job, whose run shows up in the UI like any other, with its logs.
+"""
+
+
+import json
+import os
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.config import AqueductConfig, load_config
+from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY
+from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG, HEAL_TAG
+from aqueduct_dagster.dagster.translator import safe_name
+
+HEAL_JOB = "aqueduct_heal"
+APPROVE_JOB = "aqueduct_approve_patch"
+REJECT_JOB = "aqueduct_reject_patch"
+REVISION_ASSET_NAME = "blueprint_revision"
+
+
+def revision_asset_key(blueprint_id: str) -> dg.AssetKey:
+    return dg.AssetKey([blueprint_id, REVISION_ASSET_NAME])
+
+
+def revision_asset_specs(manifests: Sequence[Manifest]) -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            key=revision_asset_key(m.blueprint_id),
+            group_name=safe_name(m.blueprint_id),
+            description=f"Revisions of {m.source_path}: each materialization is an applied patch or a rollback.",
+            kinds={"yaml"},
+            metadata={"aqueduct/blueprint": m.source_path},
+        )
+        for m in manifests
+    ]
+
+
+# --------------------------------------------------------------------------- shared settings
+
+
+def _config() -> AqueductConfig:
+    return load_config()
+
+
+def _store(config: AqueductConfig):
+    from aqueduct_dagster.stores import default_store
+
+    return default_store(config.state_path)
+
+
+def _queue(config: AqueductConfig):
+    from aqueduct_dagster.healing.heal import PatchQueue
+
+    return PatchQueue(config.patches_path, config.state_path / "revisions", _store(config))
+
+
+def _revision_event(revision) -> dg.AssetMaterialization:
+    return dg.AssetMaterialization(
+        asset_key=revision_asset_key(revision.blueprint_id),
+        description=revision.summary,
+        metadata={
+            "revision": revision.number,
+            "patch_id": revision.patch_id or "",
+            "reason": revision.reason,
+            "blueprint": dg.MetadataValue.path(revision.blueprint_path),
+            "diff": dg.MetadataValue.md(f"```diff\n{revision.diff}\n```"),
+        },
+    )
+
+
+def reload_code_location(log: Any) -> bool:
+    """Ask the webserver to reload the code location, so the UI shows the new definitions."""
+    url = os.environ.get("AQUEDUCT_DAGSTER_URL")
+    location = os.environ.get("AQUEDUCT_CODE_LOCATION", "aqueduct_dagster.definitions")
+    if not url:
+        log.info("AQUEDUCT_DAGSTER_URL is not set: reload the code location to see the new revision")
+        return False
+    query = (
+        "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) "
+        "{ __typename } }"
+    )
+    body = json.dumps({"query": query, "variables": {"name": location}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            result = json.load(response)
+    except OSError as error:
+        log.warning(f"could not reload code location '{location}' at {url}: {error}")
+        return False
+    kind = ((result.get("data") or {}).get("reloadRepositoryLocation") or {}).get("__typename")
+    log.info(f"reloaded code location '{location}': {kind}")
+    return kind == "WorkspaceLocationEntry"
+
+
+# --------------------------------------------------------------------------- heal job
+
+
+class HealRunConfig(dg.Config):
+    run_id: str
+
+
+def _failure_from_run(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:
+    """The structured error the failed step recorded, or None when it has none."""
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    for record in records:
+        data = record.dagster_event.event_specific_data
+        user = getattr(data, "user_failure_data", None)
+        if user is not None and ERROR_METADATA_KEY in (user.metadata or {}):
+            return user.metadata[ERROR_METADATA_KEY].value
+    return None
+
+
+def _failed_trigger_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+    failed = []
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        metadata = evaluation.metadata or {}
+        rules = metadata.get("aqueduct/rules")
+        failed.append(
+            {
+                "module_id": metadata["aqueduct/module_id"].value if "aqueduct/module_id" in metadata else evaluation.check_name,
+                "asset": evaluation.asset_key.to_user_string(),
+                "rules": [r for r in (rules.value if rules else []) if not r.get("passed")],
+            }
+        )
+    return failed
+
+
+@dg.op(name="heal", description="Diagnose the failed run, gate a patch, and stage or apply it")
+def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, Any]:
+    from aqueduct_dagster.blueprint import compile_blueprint
+    from aqueduct_dagster.healing.failure import build_failure_package
+    from aqueduct_dagster.healing.heal import Healer, HealSettings
+
+    instance = context.instance
+    failed_run = instance.get_run_by_id(config.run_id)
+    if failed_run is None:
+        raise dg.Failure(f"run {config.run_id} does not exist in this Dagster instance")
+    blueprint_path = failed_run.tags.get(BLUEPRINT_PATH_TAG)
+    if not blueprint_path:
+        raise dg.Failure(f"run {config.run_id} is not a blueprint run (no {BLUEPRINT_PATH_TAG} tag)")
+    error = _failure_from_run(instance, config.run_id)
+    trigger, failed_rules = "run_failure", []
+    if error is None:
+        checks = [c for c in _failed_trigger_checks(instance, config.run_id)
+                  if any(r.get("action") == "trigger_agent" for r in c["rules"])]  # fmt: skip
+        if not checks:
+            context.log.info("the run failed without a Spark error or a trigger_agent Assert: nothing to heal")
+            return {"status": "skipped", "message": "no healable failure in the run"}
+        trigger, failed_rules = "assert", checks[0]["rules"]
+        error = {"module_id": checks[0]["module_id"], "spark": {"exception_class": "AssertionFailed",
+                 "condition": "AQ_ASSERT_FAILED", "message": "; ".join(r.get("message", "") for r in failed_rules)}}  # fmt: skip
+    spark_error = error.get("spark") or {}
+    if spark_error.get("transient"):
+        context.log.info("transient failure: retried by the run's retry policy, never healed")
+        return {"status": "skipped", "message": "transient failure"}
+
+    config_file = _config()
+    manifest = compile_blueprint(blueprint_path)
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=failed_run.job_name), limit=5)
+    package = build_failure_package(
+        manifest=manifest,
+        blueprint_text=Path(blueprint_path).read_text(encoding="utf-8"),
+        failed_module=error["module_id"],
+        error=spark_error,
+        input_schemas=error.get("input_schemas"),
+        run_id=config.run_id,
+        trigger=trigger,
+        failed_rules=failed_rules,
+        recent_runs=[{"run_id": r.run_id, "status": r.status.value} for r in runs],
+    )
+    settings = HealSettings(
+        store=_store(config_file),
+        patches_dir=config_file.patches_path,
+        revisions_dir=config_file.state_path / "revisions",
+        spark_factory=_spark_factory(manifest, config_file),
+        diagnosers=_diagnosers(config_file),
+        max_heals_per_hour=config_file.agent.max_heal_attempts_per_hour,
+    )
+    outcome = Healer(settings).heal(package, blueprint_path, manifest.agent)
+    context.log.info(f"heal {outcome.heal_id}: {outcome.status}: {outcome.message}")
+    if outcome.revision is not None:
+        context.log_event(_revision_event(outcome.revision))
+        reload_code_location(context.log)
+    summary = {
+        "heal_id": outcome.heal_id,
+        "status": outcome.status,
+        "message": outcome.message,
+        "patch_id": outcome.patch.patch_id if outcome.patch else None,
+        "pending_path": str(outcome.pending_path) if outcome.pending_path else None,
+        "branch": outcome.branch,
+        "gates": [f"{r.gate}: {'pass' if r.passed else 'reject'} {r.message}".strip() for r in outcome.gate_results],
+    }
+    context.add_output_metadata(
+        {"status": outcome.status, "diff": dg.MetadataValue.md(f"```diff\n{outcome.diff}\n```"),
+         "summary": dg.MetadataValue.json(summary)}  # fmt: skip
+    )
+    return summary
+
+
+def _spark_factory(manifest: Manifest, config: AqueductConfig):
+    state = config.state_path
+
+    def factory():
+        from aqueduct_dagster.engine.session import create_base_session, run_session
+
+        return run_session(create_base_session(manifest.engine, master=config.engine.spark.master_url, state_dir=state))
+
+    return factory
+
+
+def _diagnosers(config: AqueductConfig) -> list[Any]:
+    from aqueduct_dagster.healing.heal import RuleDiagnoser
+
+    diagnosers: list[Any] = [RuleDiagnoser()]
+    if config.agent.llm_enabled:
+        from aqueduct_dagster.healing.agent import LLMDiagnoser
+
+        diagnosers.append(LLMDiagnoser.from_config(config.agent))
+    return diagnosers
+
+
+@dg.job(name=HEAL_JOB, executor_def=dg.in_process_executor, description="Heal a failed blueprint run")
+def aqueduct_heal_job() -> None:
+    heal_op()
+
+
+# --------------------------------------------------------------------------- approval
+
+
+class PatchIdConfig(dg.Config):
+    patch_id: str
+    reason: str = ""
+
+
+@dg.op(name="approve_patch", description="Apply a pending patch as a new Blueprint revision")
+def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> dict[str, Any]:
+    from aqueduct_dagster.errors import AqueductError
+
+    try:
+        revision = _queue(_config()).apply(config.patch_id)
+    except AqueductError as error:
+        raise dg.Failure(str(error)) from None
+    context.log_event(_revision_event(revision))
+    reload_code_location(context.log)
+    context.log.info(revision.summary)
+    return {"revision": revision.number, "blueprint_id": revision.blueprint_id, "patch_id": revision.patch_id}
+
+
+@dg.op(name="reject_patch", description="Reject a pending patch")
+def reject_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> str:
+    from aqueduct_dagster.errors import AqueductError
+
+    try:
+        target = _queue(_config()).reject(config.patch_id, config.reason)
+    except AqueductError as error:
+        raise dg.Failure(str(error)) from None
+    context.log.info(f"rejected {config.patch_id}: {target}")
+    return str(target)
+
+
+@dg.job(name=APPROVE_JOB, executor_def=dg.in_process_executor, description="Apply a pending patch")
+def approve_patch_job() -> None:
+    approve_patch_op()
+
+
+@dg.job(name=REJECT_JOB, executor_def=dg.in_process_executor, description="Reject a pending patch")
+def reject_patch_job() -> None:
+    reject_patch_op()
+
+
+# --------------------------------------------------------------------------- sensors
+
+
+def build_failure_sensor(blueprint_jobs: Sequence[Any]) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="aqueduct_heal_on_failure",
+        monitored_jobs=list(blueprint_jobs),
+        request_job=aqueduct_heal_job,
+        minimum_interval_seconds=int(os.environ.get("AQUEDUCT_SENSOR_INTERVAL", "5")),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches a heal run for every failed blueprint run",
+    )
+    def heal_on_failure(context: dg.RunFailureSensorContext):
+        run = context.dagster_run
+        return dg.RunRequest(
+            run_key=f"heal-{run.run_id}",
+            run_config={"ops": {"heal": {"config": {"run_id": run.run_id}}}},
+            tags={HEAL_TAG: run.run_id, BLUEPRINT_TAG: run.tags.get(BLUEPRINT_TAG, "")},
+        )
+
+    return heal_on_failure
