@@ -144,8 +144,11 @@ class Healer:
         blueprint_text = Path(blueprint_path).read_text(encoding="utf-8")
         try:
             outcome = self._diagnose_and_gate(package, blueprint_text, policy)
-            if outcome.patch is not None and outcome.status == "staged":
+            if outcome.status == "staged":
                 outcome = self._approve(outcome, package, Path(blueprint_path), blueprint_text, policy)
+            elif outcome.status == "escalated":
+                # Low confidence or a policy flag: a person decides, whatever the mode.
+                outcome.pending_path = self.stage(outcome, package, Path(blueprint_path), blueprint_text)
         except BaseException as error:
             store.finish_heal(heal_id, "error", stop_reason=f"{type(error).__name__}: {error}"[:500])
             raise
