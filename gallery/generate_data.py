@@ -25,13 +25,20 @@ def write_customers(path: Path, count: int, rng: random.Random) -> None:
             writer.writerow([customer_id, f"customer-{customer_id}", rng.choice(REGIONS)])
 
 
-def write_orders(path: Path, count: int, customers: int, rng: random.Random) -> int:
-    """Writes `count` orders; about 2% are invalid (no amount or negative). Returns valid rows."""
+ORDER_COLUMNS = ["order_id", "customer_id", "amount", "status", "order_ts"]
+
+
+def write_orders(path: Path, count: int, customers: int, rng: random.Random,
+                 renames: dict[str, str] | None = None) -> int:  # fmt: skip
+    """Writes `count` orders; about 2% are invalid (no amount or negative). Returns valid rows.
+
+    `renames` simulates schema drift in the export, e.g. {"amount": "order_amount"}.
+    """
     start = datetime(2026, 1, 1)
     valid = 0
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["order_id", "customer_id", "amount", "status", "order_ts"])
+        writer.writerow([(renames or {}).get(name, name) for name in ORDER_COLUMNS])
         for order_id in range(1, count + 1):
             roll = rng.random()
             if roll < 0.01:
@@ -54,11 +61,14 @@ def main() -> None:
     parser.add_argument("--orders", default=1000, type=int)
     parser.add_argument("--customers", default=100, type=int)
     parser.add_argument("--seed", default=7, type=int)
+    parser.add_argument("--rename", action="append", default=[], metavar="OLD:NEW",
+                        help="rename an orders column in the export (simulates upstream schema drift)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     write_customers(args.out / "customers.csv", args.customers, rng)
-    valid = write_orders(args.out / "orders.csv", args.orders, args.customers, rng)
+    renames = dict(item.split(":", 1) for item in args.rename)
+    valid = write_orders(args.out / "orders.csv", args.orders, args.customers, rng, renames)
     # What a correct pipeline must publish, for the demo and tests to check against.
     (args.out / "expected.json").write_text(json.dumps({"valid_orders": valid}))
     print(f"wrote {args.orders} orders ({valid} valid) and {args.customers} customers to {args.out}")

@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export AQUEDUCT_DATA_DIR="${AQUEDUCT_DATA_DIR:-$PWD/data}"
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
+# The demo's own state and patch queue, so it never mixes with yours.
+export AQUEDUCT_STATE_DIR="$PWD/.aqueduct/demo"
+export AQUEDUCT_PATCHES_DIR="$AQUEDUCT_DATA_DIR/demo/patches"
+# Heals edit Blueprints: the demo works on a copy, so blueprints/ stays as shipped.
+export AQUEDUCT_BLUEPRINTS_DIR="$AQUEDUCT_DATA_DIR/demo/blueprints"
+rm -rf "$AQUEDUCT_STATE_DIR" "$AQUEDUCT_PATCHES_DIR" "$AQUEDUCT_BLUEPRINTS_DIR"
+mkdir -p "$AQUEDUCT_BLUEPRINTS_DIR" && cp blueprints/*.yml "$AQUEDUCT_BLUEPRINTS_DIR/"
 
 echo "== 1. generate the demo input"
 $PY gallery/generate_data.py --out "$AQUEDUCT_DATA_DIR/demo" --orders 1000
@@ -32,4 +39,18 @@ print(f"Delta table {path}: version {table.version()}, {rows} rows (expected {ex
 if rows != expected["valid_orders"]:
     raise SystemExit("demo failed: the Delta table does not hold the expected rows")
 PYEOF
-echo "Explore it in the UI with: make dev   (then open http://127.0.0.1:3000)"
+echo
+echo "== 5. break it: the upstream export renames 'amount' to 'order_amount'"
+$PY gallery/generate_data.py --out "$AQUEDUCT_DATA_DIR/demo" --orders 1000 --rename amount:order_amount
+.venv/bin/dagster job execute -m aqueduct_dagster.definitions -j orders_daily 2>&1 \
+  | grep -E "RUN_FAILURE|UNRESOLVED_COLUMN" | head -n 2 | cut -c1-220 || true
+
+echo "== 6. heal the failed run offline (rules, no LLM) and stage the patch for review"
+.venv/bin/aqueduct heal --latest-failure orders_daily || true
+.venv/bin/aqueduct patch list
+PATCH_ID=$(ls "$AQUEDUCT_PATCHES_DIR/pending" | grep '\.json$' | head -n 1 | sed 's/\.json$//')
+[ -n "$PATCH_ID" ] || { echo "demo failed: no pending patch"; exit 1; }
+.venv/bin/aqueduct patch show "$PATCH_ID"
+echo
+echo "Apply it with:   AQUEDUCT_PATCHES_DIR=$AQUEDUCT_PATCHES_DIR AQUEDUCT_STATE_DIR=$AQUEDUCT_STATE_DIR .venv/bin/aqueduct patch apply $PATCH_ID"
+echo "Explore it all in the UI with: make dev   (then open http://127.0.0.1:3000)"

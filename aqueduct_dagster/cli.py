@@ -1,0 +1,226 @@
+"""The `aqueduct` command line: validate, compile, run, heal and review patches.
+
+Exit codes: 0 success; 1 the work ran and failed (a failed run, a rejected patch);
+2 bad input (invalid Blueprint or config, unknown patch); 3 environment problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aqueduct_dagster.errors import AqueductError, ConfigError
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 1, 2, 3
+
+
+def _fail(error: Exception) -> None:
+    click.secho(f"error: {error}", fg="red", err=True)
+    code = EXIT_ENVIRONMENT if isinstance(error, ConfigError) else EXIT_BAD_INPUT
+    sys.exit(code)
+
+
+def _context_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--ctx")
+        key, value = pair.split("=", 1)
+        overrides[key] = value
+    return overrides
+
+
+@click.group()
+@click.version_option(package_name="aqueduct-dagster")
+def main() -> None:
+    """Self-healing declarative Spark pipelines on Dagster."""
+
+
+@main.command()
+@click.argument("blueprints", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--ctx", "ctx", multiple=True, help="Context override KEY=VALUE (repeatable).")
+@click.option("--profile", default=None, help="Context profile to apply.")
+def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | None) -> None:
+    """Check Blueprints: YAML, schema, templating, graph. Exit 2 on the first invalid one."""
+    from aqueduct_dagster.blueprint import compile_blueprint
+
+    for path in blueprints:
+        try:
+            manifest = compile_blueprint(path, context_overrides=_context_overrides(ctx), profile=profile)
+        except AqueductError as error:
+            _fail(error)
+        click.echo(f"ok  {path}  ({manifest.blueprint_id}: {len(manifest.modules)} modules)")
+        for warning in manifest.warnings:
+            click.secho(f"    warning: {warning}", fg="yellow")
+
+
+@main.command("compile")
+@click.argument("blueprint", type=click.Path(path_type=Path))
+@click.option("--ctx", "ctx", multiple=True, help="Context override KEY=VALUE (repeatable).")
+@click.option("--profile", default=None)
+@click.option("--show", type=click.Choice(["manifest", "provenance", "lineage"]), default="manifest")
+def compile_command(blueprint: Path, ctx: tuple[str, ...], profile: str | None, show: str) -> None:
+    """Print the compiled Manifest, where each value came from, or column lineage."""
+    from aqueduct_dagster.blueprint import compile_blueprint
+
+    try:
+        manifest = compile_blueprint(blueprint, context_overrides=_context_overrides(ctx), profile=profile)
+    except AqueductError as error:
+        _fail(error)
+    if show == "provenance":
+        for path, source in sorted(manifest.provenance.items()):
+            detail = f" ({source.detail})" if source.detail else ""
+            where = f"  @ {source.location}" if source.location else ""
+            click.echo(f"{path}: {source.source}{detail}{where}")
+    elif show == "lineage":
+        for module in manifest.modules.values():
+            for column, sources in module.column_lineage.items():
+                click.echo(f"{module.id}.{column} <- " + ", ".join(f"{s.module}.{s.column}" for s in sources))
+    else:
+        click.echo(manifest.model_dump_json(indent=2, by_alias=True, exclude_defaults=True))
+
+
+@main.command()
+@click.argument("job")
+@click.option("-w", "--workspace", default="workspace.yaml", show_default=True)
+def run(job: str, workspace: str) -> None:
+    """Run a blueprint's Dagster job (thin wrapper around `dagster job execute`)."""
+    import subprocess
+
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run([str(dagster), "job", "execute", "-w", workspace, "-j", job])
+    sys.exit(0 if done.returncode == 0 else EXIT_FAILED)
+
+
+@main.command()
+@click.option("--run-id", default=None, help="The failed run to heal.")
+@click.option("--latest-failure", "job", default=None, help="Heal the latest failed run of this job.")
+def heal(run_id: str | None, job: str | None) -> None:
+    """Heal a failed run now, in this process (what the failure sensor launches)."""
+    import dagster as dg
+
+    from aqueduct_dagster.dagster.healing import aqueduct_heal_job
+
+    instance = dg.DagsterInstance.get()
+    if run_id is None:
+        if job is None:
+            raise click.UsageError("give --run-id or --latest-failure JOB")
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
+        if not runs:
+            click.secho(f"no failed run of job '{job}' in {instance.root_directory}", fg="red", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        run_id = runs[0].run_id
+    result = aqueduct_heal_job.execute_in_process(
+        run_config={"ops": {"heal": {"config": {"run_id": run_id}}}}, instance=instance, raise_on_error=False,
+        tags={"aqueduct/heal_of": run_id},
+    )  # fmt: skip
+    if not result.success:
+        click.secho("the heal run failed; see its logs in Dagster", fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+    summary = result.output_for_node("heal")
+    click.echo(f"heal {summary['heal_id']}: {summary['status']}: {summary['message']}")
+    for gate in summary.get("gates", []):
+        click.echo(f"  gate {gate}")
+    if summary.get("pending_path"):
+        click.echo(f"  pending patch: {summary['pending_path']}")
+    sys.exit(0 if summary["status"] in ("staged", "escalated", "applied", "branch", "suppressed") else EXIT_FAILED)
+
+
+# --------------------------------------------------------------------------- patches
+
+
+def _queue():
+    from aqueduct_dagster.config import load_config
+    from aqueduct_dagster.healing.heal import PatchQueue
+    from aqueduct_dagster.stores import default_store
+
+    config = load_config()
+    return PatchQueue(config.patches_path, config.state_path / "revisions", default_store(config.state_path))
+
+
+@main.group()
+def patch() -> None:
+    """Review patches: list, show, apply, reject, rollback."""
+
+
+@patch.command("list")
+@click.option("--status", type=click.Choice(["pending", "applied", "rejected"]), default="pending")
+def patch_list(status: str) -> None:
+    """Patches with a status (pending by default)."""
+    patches = _queue().list(status)
+    if not patches:
+        click.echo(f"no {status} patches")
+    for item in patches:
+        record: dict[str, Any] = item.record
+        confidence = item.patch.confidence if item.patch.confidence is not None else "-"
+        click.echo(f"{item.patch_id}  {record['blueprint_id']}  module={record['failed_module']}  "
+                   f"confidence={confidence}  {item.patch.rationale}")  # fmt: skip
+
+
+@patch.command("show")
+@click.argument("patch_id")
+@click.option("--json", "as_json", is_flag=True, help="The full staged record as JSON.")
+def patch_show(patch_id: str, as_json: bool) -> None:
+    """A pending patch: root cause, operations and the diff it makes."""
+    try:
+        item = _queue().get(patch_id)
+    except AqueductError as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(item.record, indent=2))
+        return
+    record = item.record
+    click.echo(f"patch      {item.patch_id}")
+    click.echo(f"blueprint  {record['blueprint_path']}  (module {record['failed_module']})")
+    click.echo(f"error      {record['error'].get('condition') or record['error'].get('exception_class')}")
+    click.echo(f"root cause {item.patch.root_cause}")
+    click.echo(f"confidence {item.patch.confidence}")
+    if record.get("escalation"):
+        click.secho(f"escalated  {record['escalation']}", fg="yellow")
+    click.echo("")
+    for line in record["diff"].splitlines():
+        color = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+        click.secho(line, fg=color)
+
+
+@patch.command("apply")
+@click.argument("patch_id")
+def patch_apply(patch_id: str) -> None:
+    """Apply a pending patch as a new Blueprint revision."""
+    try:
+        revision = _queue().apply(patch_id)
+    except AqueductError as error:
+        _fail(error)
+    click.echo(f"applied: {revision.summary}")
+
+
+@patch.command("reject")
+@click.argument("patch_id")
+@click.option("--reason", default="")
+def patch_reject(patch_id: str, reason: str) -> None:
+    """Reject a pending patch."""
+    try:
+        target = _queue().reject(patch_id, reason)
+    except AqueductError as error:
+        _fail(error)
+    click.echo(f"rejected: {target}")
+
+
+@patch.command("rollback")
+@click.argument("blueprint", type=click.Path(exists=True, path_type=Path))
+@click.option("--to", "number", type=int, required=True, help="Undo this revision (and everything after it).")
+def patch_rollback(blueprint: Path, number: int) -> None:
+    """Restore a Blueprint as it was before revision N, as a new revision."""
+    try:
+        revision = _queue().revisions.rollback(blueprint, number)
+    except AqueductError as error:
+        _fail(error)
+    click.echo(f"rolled back: {revision.summary}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

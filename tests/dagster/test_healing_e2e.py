@@ -1,0 +1,108 @@
+"""The healing loop with the real Dagster daemon and webserver (`dagster dev`).
+
+An upstream export renames `amount` to `order_amount`. Two copies of the demo blueprint run:
+- `orders_human` (approval: human): the run fails, the failure sensor launches a heal run,
+  the offline rules stage a patch, the approve job applies it as a new revision, and the
+  next run succeeds;
+- `orders_auto` (approval: auto): the heal run applies the patch itself after a full re-run
+  on scratch outputs, and the next run succeeds without anyone acting.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pyarrow  # noqa: F401  (before deltalake)
+import pytest
+from deltalake import DeltaTable
+
+from tests.dagster.conftest import _load_generator
+from tests.support.dagster_dev import (
+    REPO,
+    dagster_dev,
+    free_port,
+    launch_run,
+    wait_for_run,
+    wait_for_tagged_run,
+)
+
+pytestmark = pytest.mark.e2e
+
+REVISIONS = """
+query($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetMaterializations(limit: 5) { runId metadataEntries { label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } } } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def drifted_project(tmp_path):
+    generator = _load_generator()
+    data = tmp_path / "data" / "demo"
+    data.mkdir(parents=True)
+    rng = random.Random(3)
+    generator.write_customers(data / "customers.csv", 20, rng)
+    valid = generator.write_orders(data / "orders.csv", 150, 20, rng, {"amount": "order_amount"})
+    blueprints = tmp_path / "blueprints"
+    blueprints.mkdir()
+    source = (REPO / "blueprints" / "orders_daily.yml").read_text()
+    for mode in ("human", "auto"):
+        text = source.replace("id: orders_daily", f"id: orders_{mode}").replace("approval: human", f"approval: {mode}")
+        text = text.replace("demo/orders_clean", f"demo/orders_clean_{mode}")
+        (blueprints / f"orders_{mode}.yml").write_text(text)
+    return tmp_path, valid
+
+
+def test_failed_run_is_healed_by_the_daemon_in_human_and_auto_mode(drifted_project):
+    root, valid = drifted_project
+    port = free_port()
+    env = {
+        "AQUEDUCT_BLUEPRINTS_DIR": str(root / "blueprints"),
+        "AQUEDUCT_DATA_DIR": str(root / "data"),
+        "AQUEDUCT_STATE_DIR": str(root / "state"),
+        "AQUEDUCT_PATCHES_DIR": str(root / "patches"),
+        "AQUEDUCT_DAGSTER_URL": f"http://127.0.0.1:{port}",
+        "AQUEDUCT_SENSOR_INTERVAL": "2",
+    }
+    with dagster_dev(root / "home", env=env, port=port) as server:
+        failed = {mode: launch_run(server, f"orders_{mode}") for mode in ("human", "auto")}
+        for run_id in failed.values():
+            assert wait_for_run(server, run_id) == "FAILURE"
+
+        # human: the sensor launched a heal that staged a patch
+        heal_run, status = wait_for_tagged_run(server, "aqueduct/heal_of", failed["human"])
+        assert status == "SUCCESS"
+        pending = list((root / "patches" / "pending").glob("*.json"))
+        assert len(pending) == 1
+        record = json.loads(pending[0].read_text())
+        assert record["failed_module"] == "clean_orders"
+        assert "order_amount" in record["diff"]
+        blueprint = root / "blueprints" / "orders_human.yml"
+        assert "order_amount" not in blueprint.read_text()
+
+        approve = launch_run(server, "aqueduct_approve_patch",
+                             {"ops": {"approve_patch": {"config": {"patch_id": record["patch"]["patch_id"]}}}})  # fmt: skip
+        assert wait_for_run(server, approve) == "SUCCESS"
+        assert "order_amount" in blueprint.read_text()
+        revision = server.graphql(REVISIONS, {"path": ["orders_human", "blueprint_revision"]})["assetOrError"]
+        entries = {e["label"]: e for e in revision["assetMaterializations"][0]["metadataEntries"]}
+        assert entries["revision"]["intValue"] == 1
+        assert entries["patch_id"]["text"] == record["patch"]["patch_id"]
+
+        rerun = launch_run(server, "orders_human")
+        assert wait_for_run(server, rerun) == "SUCCESS"
+
+        # auto: the heal run applied the patch with no one acting
+        _, status = wait_for_tagged_run(server, "aqueduct/heal_of", failed["auto"])
+        assert status == "SUCCESS"
+        assert "order_amount" in (root / "blueprints" / "orders_auto.yml").read_text()
+        auto_rerun = launch_run(server, "orders_auto")
+        assert wait_for_run(server, auto_rerun) == "SUCCESS"
+
+    for mode in ("human", "auto"):
+        table = DeltaTable(str(root / "data" / "demo" / f"orders_clean_{mode}"))
+        assert table.to_pyarrow_dataset().count_rows() == valid
+    assert list((root / "state" / "revisions" / "orders_auto").iterdir())
