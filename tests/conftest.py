@@ -1,0 +1,31 @@
+"""Suite-wide fixtures: ONE SparkSession for the whole test session.
+
+Starting a JVM costs seconds and the machines have two cores shared with other suites, so
+every Spark test reuses this session (tests that need isolated temp views or SQL conf take
+`run_session(spark)`), keeps its data tiny and writes under `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Before anything can start a JVM: the host name resolves oddly, the driver binds to loopback.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """The suite's SparkSession (local[2], Delta configured, state under a temp folder)."""
+    from aqueduct_dagster.engine.session import create_base_session
+
+    session = create_base_session(
+        app_name="aqueduct-tests",
+        state_dir=tmp_path_factory.mktemp("spark-state"),
+    )
+    yield session
+    session.stop()
