@@ -205,11 +205,15 @@ def unresolved_column(package: FailurePackage) -> PatchSpec | None:
     best_score, best = ranked[0]
     if best_score < 0.6 or (len(ranked) > 1 and best_score - ranked[1][0] < 0.05):
         return None  # too close to call: a person (or the LLM) should pick
-    operations = _rewrite_sql_sites(
-        package,
-        lambda text: sql_edit.replace_identifier(text, missing, best)
-        if sql_edit.contains_identifier(text, missing) else None,
-    )  # fmt: skip
+    def rename(text: str) -> str | None:
+        if not sql_edit.contains_identifier(text, missing):
+            return None
+        # In a query, keep the output column's name so downstream modules keep working.
+        if re.search(r"\bSELECT\b", text, re.I):
+            return sql_edit.rename_keeping_output(text, missing, best)
+        return sql_edit.replace_identifier(text, missing, best)
+
+    operations = _rewrite_sql_sites(package, rename)
     if not operations:
         return None
     return _patch(

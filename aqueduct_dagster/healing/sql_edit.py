@@ -113,3 +113,30 @@ def select_aliases_using(sql: str, column: str) -> list[str]:
             if match:
                 aliases.append(match.group(1))
     return aliases
+
+
+_SELECT_LIST = re.compile(r"(\bSELECT\s+(?:DISTINCT\s+)?)(.*?)(\s+FROM\b)", re.I | re.S)
+
+
+def rename_keeping_output(sql: str, old: str, new: str) -> str:
+    """Rename column `old` to `new`, but keep the query's output column called `old`.
+
+    A bare `old` in the first select list becomes `new AS old`, so downstream modules (and
+    their Asserts) that read `old` keep working; every other use is renamed.
+    """
+    match = _SELECT_LIST.search(sql)
+    if match is None:
+        return replace_identifier(sql, old, new)
+    items = re.split(r"(,)(?![^()]*\))", match.group(2))
+    bare = re.compile(rf"^(\s*)(\w+\.)?`?{re.escape(old)}`?(\s*)$", re.I)
+    kept = [
+        bare.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{new} AS {old}{m.group(3)}", item) if bare.match(item) else item
+        for item in items
+    ]
+    head = sql[: match.start(2)]
+    tail = sql[match.end(2) :]
+    select_list = "".join(
+        item if item != original or item == "," else replace_identifier(item, old, new)
+        for item, original in zip(kept, items, strict=True)
+    )
+    return replace_identifier(head, old, new) + select_list + replace_identifier(tail, old, new)

@@ -211,3 +211,16 @@ def test_rule_patch_applies_to_the_blueprint_text():
     )
     patched = apply_patch_text(text, diagnosis.patch)
     assert "CAST(event_time AS timestamp)" in patched and "query: |" in patched
+
+
+def test_renamed_column_keeps_the_output_name_for_downstream_modules():
+    diagnosis = diagnose_with_rules(
+        package(
+            "UNRESOLVED_COLUMN.WITH_SUGGESTION",
+            {"objectName": "`amount`", "proposal": "`raw`.`order_amount`, `raw`.`order_id`"},
+            config={"op": "sql", "query": "SELECT order_id, r.amount, status\nFROM raw r\nWHERE amount > 0\n"},
+        )
+    )
+    assert ops(diagnosis)[0]["value"] == (
+        "SELECT order_id, r.order_amount AS amount, status\nFROM raw r\nWHERE order_amount > 0\n"
+    )
