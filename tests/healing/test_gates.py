@@ -1,0 +1,122 @@
+"""Each gate's rejection, with the Spark gates on the real session."""
+
+from __future__ import annotations
+
+import pyarrow  # noqa: F401  (before deltalake)
+import pytest
+from deltalake import DeltaTable
+
+from aqueduct_dagster.blueprint import compile_text
+from aqueduct_dagster.blueprint.models import Agent
+from aqueduct_dagster.engine.session import run_session
+from aqueduct_dagster.healing.failure import build_failure_package
+from aqueduct_dagster.healing.gates import (
+    Candidate,
+    CompileGate,
+    FullRunGate,
+    GuardrailsGate,
+    LineageGate,
+    SandboxGate,
+    run_gates,
+)
+from aqueduct_dagster.healing.patch import PatchSpec
+
+BLUEPRINT = """\
+aqueduct: "1.0"
+id: gates
+name: Gates
+agent: {{approval: auto}}
+modules:
+  - id: raw
+    type: Ingress
+    config: {{format: csv, path: "{data}/in.csv", header: true, options: {{inferSchema: "true"}}}}
+  - id: clean
+    type: Channel
+    config:
+      op: sql
+      query: SELECT id, amount FROM raw
+  - id: check
+    type: Assert
+    config:
+      rules: [{{type: sql, expr: "MIN(amount) > 0"}}]
+  - id: out
+    type: Egress
+    config: {{format: delta, path: "{data}/out", mode: overwrite}}
+edges:
+  - {{from: raw, to: clean}}
+  - {{from: clean, to: check}}
+  - {{from: check, to: out}}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    (tmp_path / "in.csv").write_text("id,amount,qty\n1,10.5,1\n2,20.0,0\n3,7.25,2\n")
+    text = BLUEPRINT.format(data=tmp_path)
+    manifest = compile_text(text, source_path=str(tmp_path / "gates.yml"))
+    package = build_failure_package(
+        manifest=manifest, blueprint_text=text, failed_module="clean",
+        error={"condition": "SOMETHING", "message": "x"},
+        input_schemas={"raw": [["id", "int"], ["amount", "double"], ["qty", "int"]]},
+    )  # fmt: skip
+    return text, package, tmp_path
+
+
+def candidate(setup, *operations, confidence=0.9):
+    text, package, _ = setup
+    patch = PatchSpec(rationale="t", confidence=confidence, operations=list(operations))
+    return Candidate(patch, package, text, Agent(approval="auto"))
+
+
+def query(value: str) -> dict:
+    return {"op": "set_module_config_key", "module_id": "clean", "key": "query", "value": value}
+
+
+def test_guardrails_reject_a_disallowed_engine_key(setup):
+    c = candidate(setup, {"op": "set_engine_config", "engine": "spark", "key": "spark.jars", "value": "/tmp/evil.jar"})
+    result = GuardrailsGate().check(c)
+    assert not result.passed and "'spark.jars' is not on the allowlist" in result.message
+
+
+def test_compile_gate_rejects_a_patch_that_breaks_the_graph(setup):
+    c = candidate(setup, {"op": "replace_edge", "from_id": "raw", "to_id": "clean", "new_from_id": "nowhere"})
+    result = CompileGate().check(c)
+    assert not result.passed and "does not compile" in result.message and "nowhere" in result.message
+
+
+def test_lineage_gate_rejects_unknown_columns(setup):
+    c = candidate(setup, query("SELECT id, amount, discount FROM raw"))
+    results = run_gates(c, [CompileGate(), LineageGate()])
+    assert [r.passed for r in results] == [True, False]
+    assert "reads discount, which no input provides" in results[1].message
+
+
+def test_sandbox_rejects_a_runtime_failure_and_leaves_the_session_usable(spark, setup):
+    # Division by zero only fails when rows flow: analysis passes, the sampled replay does not.
+    c = candidate(setup, query("SELECT id, amount / qty AS amount FROM raw"))
+    session = run_session(spark)
+    results = run_gates(c, [CompileGate(), LineageGate(), SandboxGate(lambda: session, sample_rows=10)])
+    assert [r.gate for r in results] == ["compile", "lineage", "sandbox"]
+    assert not results[-1].passed and "DIVIDE_BY_ZERO" in results[-1].message
+    assert session.range(3).count() == 3
+    assert not (setup[2] / "out").exists()  # the sandbox never wrote the real output
+
+
+def test_sandbox_passes_a_good_patch_without_touching_real_outputs(spark, setup):
+    c = candidate(setup, query("SELECT id, amount * 2 AS amount FROM raw"))
+    results = run_gates(c, [CompileGate(), SandboxGate(lambda: run_session(spark), sample_rows=2)])
+    assert all(r.passed for r in results), results
+    assert not (setup[2] / "out").exists()
+
+
+def test_full_run_publishes_only_when_everything_succeeds(spark, setup):
+    out = setup[2] / "out"
+    failing = candidate(setup, query("SELECT id, amount - 100 AS amount FROM raw"))  # the Assert fails
+    results = run_gates(failing, [CompileGate(), FullRunGate(lambda: run_session(spark))])
+    assert not results[-1].passed and "nothing was published" in results[-1].message
+    assert not out.exists()
+    good = candidate(setup, query("SELECT id, amount + 1 AS amount FROM raw"))
+    results = run_gates(good, [CompileGate(), FullRunGate(lambda: run_session(spark))])
+    assert results[-1].passed, results[-1].message
+    table = DeltaTable(str(out)).to_pyarrow_table()
+    assert sorted(table.column("amount").to_pylist()) == [8.25, 11.5, 21.0]
