@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import PatchSpec, new_patch_id
 from aqueduct_dagster.healing import sql_edit
@@ -205,11 +207,17 @@ def unresolved_column(package: FailurePackage) -> PatchSpec | None:
     best_score, best = ranked[0]
     if best_score < 0.6 or (len(ranked) > 1 and best_score - ranked[1][0] < 0.05):
         return None  # too close to call: a person (or the LLM) should pick
+    # Upstream drift: downstream still reads the old name, so the query keeps emitting it
+    # (`new AS old`). A typo in this module: downstream reads the right name; rename plainly.
+    downstream = yaml.safe_dump([n.config for n in package.neighbourhood if n.role == "downstream"])
+    keep_output = sql_edit.contains_identifier(downstream, missing) or not sql_edit.contains_identifier(
+        downstream, best
+    )
+
     def rename(text: str) -> str | None:
         if not sql_edit.contains_identifier(text, missing):
             return None
-        # In a query, keep the output column's name so downstream modules keep working.
-        if re.search(r"\bSELECT\b", text, re.I):
+        if keep_output and re.search(r"\bSELECT\b", text, re.I):
             return sql_edit.rename_keeping_output(text, missing, best)
         return sql_edit.replace_identifier(text, missing, best)
 

@@ -224,3 +224,16 @@ def test_renamed_column_keeps_the_output_name_for_downstream_modules():
     assert ops(diagnosis)[0]["value"] == (
         "SELECT order_id, r.order_amount AS amount, status\nFROM raw r\nWHERE order_amount > 0\n"
     )
+
+
+def test_a_typo_in_the_module_is_renamed_plainly_when_downstream_reads_the_right_name():
+    from aqueduct_dagster.healing.failure import NeighbourModule
+
+    pkg = package(
+        "UNRESOLVED_COLUMN.WITH_SUGGESTION",
+        {"objectName": "`customer_idd`", "proposal": "`customer_id`, `order_id`"},
+        config={"op": "sql", "query": "SELECT order_id, customer_idd FROM raw"},
+    )
+    pkg.neighbourhood = [NeighbourModule(id="check", type="Assert", role="downstream",
+                                         config={"rules": [{"type": "not_null", "column": "customer_id"}]})]  # fmt: skip
+    assert ops(diagnose_with_rules(pkg))[0]["value"] == "SELECT order_id, customer_id FROM raw"
