@@ -65,7 +65,7 @@ def build_blueprint_job(
         retry = dg.RetryPolicy(
             max_retries=policy.max_attempts - 1,
             delay=policy.backoff.base_seconds,
-            backoff=dg.Backoff.EXPONENTIAL if policy.backoff.strategy == "exponential" else dg.Backoff.LINEAR,
+            backoff={"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR}.get(policy.backoff.strategy),
             jitter=dg.Jitter.PLUS_MINUS if policy.backoff.jitter else None,
         )
     return dg.define_asset_job(

@@ -105,3 +105,13 @@ def test_two_blueprints_with_one_id_are_rejected(demo_project):
     (folder / "copy.yml").write_text((folder / "orders_daily.yml").read_text())
     with pytest.raises(ConfigError, match="both use id 'orders_daily'"):
         build_definitions(folder)
+
+
+def test_retry_policy_becomes_the_jobs_op_retry_policy(demo_project):
+    path = demo_project["blueprints"] / "orders_daily.yml"
+    path.write_text(path.read_text().replace(
+        "agent:\n", "retry_policy:\n  max_attempts: 3\n  backoff: {strategy: fixed, base_seconds: 2}\nagent:\n"
+    ))  # fmt: skip
+    job = build_definitions(demo_project["blueprints"]).resolve_job_def("orders_daily")
+    policy = job.op_retry_policy
+    assert policy.max_retries == 2 and policy.delay == 2 and policy.backoff is None
