@@ -115,8 +115,11 @@ def heal(run_id: str | None, job: str | None) -> None:
             sys.exit(EXIT_BAD_INPUT)
         run_id = runs[0].run_id
     result = aqueduct_heal_job.execute_in_process(
-        run_config={"ops": {"heal": {"config": {"run_id": run_id}}}}, instance=instance, raise_on_error=False,
-        tags={"aqueduct/heal_of": run_id},
+        run_config={
+            "ops": {"heal": {"config": {"run_id": run_id}}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+        instance=instance, raise_on_error=False, tags={"aqueduct/heal_of": run_id},
     )  # fmt: skip
     if not result.success:
         click.secho("the heal run failed; see its logs in Dagster", fg="red", err=True)

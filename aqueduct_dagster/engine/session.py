@@ -74,6 +74,12 @@ def resolve_master(engine: EngineBlock | None = None, master: str | None = None)
     )
 
 
+# PySpark logs every captured query error again, as JSON on stderr; the engine already
+# reports it structurally (condition, SQLSTATE, parameters) in the module failure.
+for _noisy in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+    logging.getLogger(_noisy).setLevel(logging.CRITICAL)
+
+
 def create_base_session(
     engine: EngineBlock | None = None,
     *,
