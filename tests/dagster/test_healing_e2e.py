@@ -29,6 +29,14 @@ from tests.support.dagster_dev import (
 
 pytestmark = pytest.mark.e2e
 
+RUN_MESSAGES = """
+query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { ... on MessageEvent { message } } } } }
+"""
+ASSET_SQL = """
+query($path: [String!]!) {
+  assetNodes(assetKeys: [{path: $path}]) { metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } }
+}
+"""
 REVISIONS = """
 query($path: [String!]!) {
   assetOrError(assetKey: {path: $path}) {
@@ -91,6 +99,13 @@ def test_failed_run_is_healed_by_the_daemon_in_human_and_auto_mode(drifted_proje
         entries = {e["label"]: e for e in revision["assetMaterializations"][0]["metadataEntries"]}
         assert entries["revision"]["intValue"] == 1
         assert entries["patch_id"]["text"] == record["patch"]["patch_id"]
+
+        # the code location was reloaded: the UI serves the patched definitions
+        messages = [e.get("message", "") for e in server.graphql(RUN_MESSAGES, {"id": approve})["logsForRun"]["events"]]
+        assert any("reloaded code location 'aqueduct_dagster.definitions'" in m for m in messages), messages
+        node = server.graphql(ASSET_SQL, {"path": ["orders_human", "clean_orders"]})["assetNodes"][0]
+        sql = next(e["mdStr"] for e in node["metadataEntries"] if e["label"] == "aqueduct/sql")
+        assert "order_amount AS amount" in sql
 
         rerun = launch_run(server, "orders_human")
         assert wait_for_run(server, rerun) == "SUCCESS"
