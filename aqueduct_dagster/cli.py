@@ -142,7 +142,7 @@ def _queue():
     from aqueduct_dagster.stores import default_store
 
     config = load_config()
-    return PatchQueue(config.patches_path, config.state_path / "revisions", default_store(config.state_path))
+    return PatchQueue(config.patches_path, config.state_path / "revisions", default_store(config.state_path, config))
 
 
 @main.group()
@@ -224,6 +224,14 @@ def patch_rollback(blueprint: Path, number: int) -> None:
         _fail(error)
     click.echo(f"rolled back: {revision.summary}")
 
+
+def _register_commands() -> None:
+    from aqueduct_dagster.cli_doctor import doctor_command
+
+    main.add_command(doctor_command)
+
+
+_register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

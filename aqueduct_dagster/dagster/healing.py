@@ -54,7 +54,7 @@ def _config() -> AqueductConfig:
 def _store(config: AqueductConfig):
     from aqueduct_dagster.stores import default_store
 
-    return default_store(config.state_path)
+    return default_store(config.state_path, config)
 
 
 def _queue(config: AqueductConfig):

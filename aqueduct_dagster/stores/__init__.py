@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from aqueduct_dagster.config import AqueductConfig, load_config, resolve_setting
+from aqueduct_dagster.errors import ConfigError, SourceLocation
 from aqueduct_dagster.stores.base import HealTurn, Store
 from aqueduct_dagster.stores.duckdb_store import DuckDBStore
+from aqueduct_dagster.stores.postgres_store import PostgresStore
+
+_DUCKDB_FILE = "aqueduct.duckdb"
 
 
-def default_store(state_dir: str | Path | None = None) -> Store:
-    """The store for this project: `<state dir>/aqueduct.duckdb` unless configured otherwise."""
-    folder = Path(state_dir or os.environ.get("AQUEDUCT_STATE_DIR", ".aqueduct"))
-    return DuckDBStore(folder / "aqueduct.duckdb")
+def default_store(state_dir: str | Path | None = None, config: AqueductConfig | None = None) -> Store:
+    """The store `aqueduct.yml` configures (`stores.observability`), else `<state dir>/aqueduct.duckdb`.
+
+    `config` defaults to `load_config()` (AQUEDUCT_CONFIG, else ./aqueduct.yml); callers that
+    loaded the config from elsewhere should pass it. For DuckDB, `stores.observability.path`
+    (a folder, or a `.duckdb` / `.db` file) wins over `state_dir`.
+    """
+    config = load_config() if config is None else config
+    settings = config.stores.observability
+    if settings.backend == "postgres":
+        return PostgresStore(_postgres_url(config))
+    if settings.path:
+        chosen = Path(settings.path).expanduser()
+        return DuckDBStore(chosen if chosen.suffix in (".duckdb", ".db") else chosen / _DUCKDB_FILE)
+    return DuckDBStore(Path(state_dir or config.state_path) / _DUCKDB_FILE)
 
 
-__all__ = ["DuckDBStore", "HealTurn", "Store", "default_store"]
+def _postgres_url(config: AqueductConfig) -> str:
+    settings = config.stores.observability
+    # aqueduct-core spells the DSN as `path`; accept it there too.
+    raw = settings.url or (settings.path if settings.path and "://" in settings.path else None)
+    if not raw:
+        raise ConfigError(
+            "stores.observability.backend is 'postgres' but no url is set",
+            location=SourceLocation(config.source_path) if config.source_path else None,
+            hint="set stores.observability.url: postgresql://user:password@host:5432/database, "
+            "or \"${AQUEDUCT_PG_URL}\" / \"@aq.secret('AQUEDUCT_PG_URL')\" to keep the password out of the file",
+        )
+    return resolve_setting(raw) or ""
+
+
+__all__ = ["DuckDBStore", "HealTurn", "PostgresStore", "Store", "default_store"]

@@ -38,6 +38,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS aq_patches (
         patch_id VARCHAR PRIMARY KEY, blueprint_id VARCHAR NOT NULL, signature VARCHAR,
         status VARCHAR NOT NULL, path VARCHAR, heal_id VARCHAR, updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS aq_benchmark_results (
+        result_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, scenario_id VARCHAR NOT NULL,
+        healer VARCHAR NOT NULL, passed BOOLEAN NOT NULL, attempts INTEGER, input_tokens INTEGER,
+        output_tokens INTEGER, duration_ms INTEGER, stop_reason VARCHAR, details_json VARCHAR,
+        recorded_at TIMESTAMP NOT NULL)""",
 ]
 
 
@@ -121,12 +126,19 @@ class Store(ABC):
             return
         with self._connection() as connection:
             cursor = connection.cursor()
+            self._migration_lock(cursor)
             for statement in SCHEMA:
                 cursor.execute(statement)
             cursor.execute("SELECT version FROM aq_schema_version")
             if not cursor.fetchall():
                 cursor.execute(self._sql("INSERT INTO aq_schema_version VALUES (?)"), (SCHEMA_VERSION,))
         self._migrated = True
+
+    def _migration_lock(self, cursor: Any) -> None:
+        """Serialise concurrent migrations inside the migration's transaction.
+
+        Nothing to do where a connection already excludes other writers (DuckDB's file lock).
+        """
 
     # ------------------------------------------------------------------ failures and heals
 
@@ -216,3 +228,15 @@ class Store(ABC):
         )
         keys = ("patch_id", "blueprint_id", "signature", "status", "path", "heal_id")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # ------------------------------------------------------------------ benchmark
+
+    def record_benchmark(self, *, run_id: str, scenario_id: str, healer: str, passed: bool,
+                         attempts: int, input_tokens: int, output_tokens: int, duration_ms: int,
+                         stop_reason: str, details: dict[str, Any]) -> None:  # fmt: skip
+        """One scenario of one `aqueduct benchmark` run (healer: "rules" or provider/model)."""
+        self.execute(
+            "INSERT INTO aq_benchmark_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (uuid.uuid4().hex, run_id, scenario_id, healer, passed, attempts, input_tokens, output_tokens,
+             duration_ms, stop_reason, json.dumps(details, default=str), utc_now()),
+        )  # fmt: skip

@@ -7,12 +7,16 @@ from typing import Any
 
 import duckdb
 
+from aqueduct_dagster.errors import ConfigError
 from aqueduct_dagster.stores.base import Store
 
 
+class FileLocked(Exception):
+    """Another process holds the DuckDB file's write lock (retried by the base class)."""
+
+
 class DuckDBStore(Store):
-    # Another process holding the file's write lock raises IOException; retried by the base.
-    lock_errors = (duckdb.IOException,)
+    lock_errors = (FileLocked,)
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -24,4 +28,11 @@ class DuckDBStore(Store):
         return f"duckdb:{self.path}"
 
     def _connect(self) -> Any:
-        return duckdb.connect(str(self.path))
+        try:
+            return duckdb.connect(str(self.path))
+        except duckdb.IOException as error:
+            # Only a lock held elsewhere is worth waiting for; a permission error is not.
+            if "lock" in str(error).lower():
+                raise FileLocked(str(error)) from error
+            raise ConfigError(f"cannot open the DuckDB store {self.path}: {error}",
+                              hint="check the state dir (AQUEDUCT_STATE_DIR) is writable") from error

@@ -1,18 +1,15 @@
-"""Store behaviour, including two processes writing the DuckDB file at once."""
+"""Store behaviour on both backends, including two processes writing or migrating at once."""
 
 from __future__ import annotations
 
 import multiprocessing
 from datetime import timedelta
 
-import pytest
+from aqueduct_dagster.stores import HealTurn
+from aqueduct_dagster.stores.base import SCHEMA_VERSION
+from tests.stores.conftest import open_store
 
-from aqueduct_dagster.stores import DuckDBStore, HealTurn
-
-
-@pytest.fixture
-def store(tmp_path):
-    return DuckDBStore(tmp_path / "state" / "aqueduct.duckdb")
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 def test_heal_attempts_turns_and_patch_index(store):
@@ -30,20 +27,51 @@ def test_heal_attempts_turns_and_patch_index(store):
     assert store.heal_attempts_since("other", timedelta(hours=1)) == 0
 
 
-def _writer(path: str, prefix: str, count: int) -> None:
-    store = DuckDBStore(path)
+def test_failures_and_patch_listing(store):
+    store.record_failure("h1", "bp", "run-1", "clean", "SIG", {"error": "boom", "rows": 3})
+    store.index_patch("p1", "bp", "SIG", "pending", None)
+    store.index_patch("p1", "bp", "SIG", "rejected", None)  # re-indexing replaces the row
+    assert store.patches("bp") == [
+        {"patch_id": "p1", "blueprint_id": "bp", "signature": "SIG", "status": "rejected", "path": None,
+         "heal_id": None}
+    ]  # fmt: skip
+    rows = store.execute("SELECT module_id, package_json FROM aq_failures WHERE heal_id = ?", ("h1",))
+    assert rows[0][0] == "clean" and '"boom"' in rows[0][1]
+
+
+def _writer(backend: str, location: str, prefix: str, count: int) -> None:
+    store = open_store(backend, location)
     for index in range(count):
         store.start_heal(f"{prefix}-{index}", "bp", None, "SIG")
 
 
-def test_concurrent_writer_processes_do_not_fail(tmp_path):
-    path = str(tmp_path / "aqueduct.duckdb")
-    DuckDBStore(path).migrate()
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_writer, args=(path, name, 15)) for name in ("daemon", "cli")]
+def test_concurrent_writer_processes_do_not_fail(store_target):
+    store_target.open().migrate()
+    workers = [_SPAWN.Process(target=_writer, args=(store_target.backend, store_target.location, name, 15))
+               for name in ("daemon", "cli")]  # fmt: skip
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=120)
     assert [w.exitcode for w in workers] == [0, 0]
-    assert len(DuckDBStore(path).heal_attempts("bp")) == 30
+    assert len(store_target.open().heal_attempts("bp")) == 30
+
+
+def _migrator(backend: str, location: str, start) -> None:
+    store = open_store(backend, location)
+    start.wait(timeout=60)
+    store.migrate()
+
+
+def test_migrate_from_two_processes_at_once(store_target):
+    start = _SPAWN.Barrier(2)
+    workers = [_SPAWN.Process(target=_migrator, args=(store_target.backend, store_target.location, start))
+               for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    store = store_target.open()
+    assert store.execute("SELECT version FROM aq_schema_version") == [(SCHEMA_VERSION,)]
+    assert store.heal_attempts() == []
