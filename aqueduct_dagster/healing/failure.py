@@ -119,8 +119,11 @@ def build_failure_package(
         cause_chain=[str(c) for c in error.get("cause_chain") or []][:5],
         transient=bool(error.get("transient")),
     )
-    # Error text quotes data values (the bad cast input, the row that failed): literals go.
-    facts = ErrorFacts.model_validate(redactor.data(facts.model_dump(), data_literals=True))
+    # Data exceptions (SQLSTATE class 22: bad cast input, division by zero) quote *data*
+    # values: those literals go. Syntax and analysis errors (class 42) quote the SQL itself
+    # (`near 'user'`), which the Blueprint already holds: keeping it lets a rule act on it.
+    quotes_code = (facts.sqlstate or "").startswith("42")
+    facts = ErrorFacts.model_validate(redactor.data(facts.model_dump(), data_literals=not quotes_code))
     facts.message = facts.message[:2000]
 
     neighbours = [_neighbour(manifest, raws, failed_module, "failed")]

@@ -492,3 +492,86 @@ def reserved_identifier(package: FailurePackage) -> PatchSpec | None:
         root_cause=f"syntax error: the column name {token} is a reserved keyword and must be backtick-quoted",
         category="sql", confidence=0.8,
     )  # fmt: skip
+
+
+_NUMERIC_REQUIRED = re.compile(r"\bNUMERIC\b|\b(?:BIG|SMALL|TINY)?INT\b|\bDOUBLE\b|\bDECIMAL\b", re.I)
+
+
+@rule("string_where_numeric_expected")
+def string_where_numeric_expected(package: FailurePackage) -> PatchSpec | None:
+    if package.condition != "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE":
+        return None
+    message = package.error.message
+    input_type = _param(package, "inputType") or _search(r'has the type ("[^"]+")', message) or ""
+    required = _param(package, "requiredType") or _search(r"requires the (.+?) type, however", message) or ""
+    input_sql = (_param(package, "inputSql") or _search(r'however ("[^"]+") has the type', message) or "").strip('"')
+    call = (_param(package, "sqlExpr") or _search(r'Cannot resolve ("[^"]+")', message) or "").strip('"')
+    if input_type.strip('"').upper() != "STRING" or not _NUMERIC_REQUIRED.search(required):
+        return None
+    function = re.match(r"(\w+)\s*\(", call)
+    if function is None or not re.fullmatch(r"[A-Za-z_]\w*", input_sql):
+        return None  # only a plain column given straight to a function; anything else is a guess
+    # SUM(event_id) / sum(t.`event_id`) / avg(DISTINCT event_id): the argument becomes a DOUBLE.
+    argument = rf"(?:\w+\.)?`?{re.escape(input_sql)}`?"
+    pattern = re.compile(rf"(?<![\w.])({re.escape(function.group(1))}\s*\(\s*(?:DISTINCT\s+)?)({argument})(\s*\))", re.I)
+    operations = _rewrite_sql_sites(
+        package, lambda t: pattern.sub(r"\1CAST(\2 AS DOUBLE)\3", t) if pattern.search(t) else None
+    )
+    if not operations:
+        return None
+    return _patch(
+        package, "cast-numeric", operations,
+        rationale=f"'{input_sql}' is read as STRING; {function.group(1)}() needs a number, so it is cast to DOUBLE",
+        root_cause=f"type mismatch: {function.group(1)}({input_sql}) needs a numeric input, "
+        f"but the column {input_sql} has the type string",
+        category="type_mismatch", confidence=0.75,
+    )  # fmt: skip
+
+
+def _search(pattern: str, text: str) -> str | None:
+    match = re.search(pattern, text)
+    return match.group(1) if match else None
+
+
+_SCHEMA_CHANGED = re.compile(r"schema (?:has )?(?:been )?changed|schema mismatch|schema change", re.I)
+
+
+@rule("delta_schema_changed")
+def delta_schema_changed(package: FailurePackage) -> PatchSpec | None:
+    if package.module_type not in ("Ingress", "Egress"):
+        return None
+    config = package.module_raw.get("config") or {}
+    if str(config.get("format") or "").lower() != "delta":
+        return None
+    text = f"{package.error.message} {' '.join(package.error.cause_chain)}"
+    options = config.get("options") or {}
+    if not _SCHEMA_CHANGED.search(text) or str(options.get("mergeSchema")).lower() == "true":
+        return None
+    return _patch(
+        package, "merge-schema",
+        [{"op": "set_module_config_key", "module_id": package.failed_module, "key": "options.mergeSchema", "value": True}],
+        rationale="the Delta table's schema changed between runs; mergeSchema lets the new columns through",
+        root_cause="Delta schema changed: the table gained columns, and the module does not merge the schema",
+        # Schema evolution changes a table for everyone who reads it: a person approves it.
+        category="schema_drift", confidence=0.6,
+    )  # fmt: skip
+
+
+_DUCKDB_LIMIT = re.compile(r"memory limit is currently set to ([\d.]+)\s*([KMGT]i?B)", re.I)
+
+
+@rule("duckdb_memory_limit")
+def duckdb_memory_limit(package: FailurePackage) -> PatchSpec | None:
+    text = f"{package.condition} {package.error.exception_class} {package.error.message}"
+    if "duckdb" not in text.lower() or not re.search(r"out of memory|OutOfMemory|OUT_OF_MEMORY", text, re.I):
+        return None
+    current = _DUCKDB_LIMIT.search(text)
+    # Double what the error says is set; without that, a limit that suits a small machine.
+    value = f"{float(current.group(1)) * 2:g}{current.group(2)}" if current else "4GB"
+    return _patch(
+        package, "duckdb-memory",
+        [{"op": "set_engine_config", "engine": "duckdb", "key": "memory_limit", "value": value}],
+        rationale=f"DuckDB ran out of memory at its configured limit; the limit becomes {value}",
+        root_cause="DuckDB out of memory: the aggregation needs more than engine.duckdb.memory_limit",
+        category="oom_config", confidence=0.75,
+    )  # fmt: skip

@@ -167,8 +167,9 @@ def test_ci_mode_commits_a_branch_with_a_pr_description(project, tmp_path):
 
 
 def test_llm_takes_over_when_no_rule_fits_and_nothing_secret_leaks(project, tmp_path):
-    error = dict(RENAMED, condition="DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", message_parameters={},
-                 message=f"sum(amount) requires numeric; got 'ACME Corp' with pw={SECRET}")  # fmt: skip
+    # A data exception (SQLSTATE class 22) quotes the offending value: it must not leak.
+    error = dict(RENAMED, condition="NUMERIC_VALUE_OUT_OF_RANGE", sqlstate="22003", message_parameters={},
+                 message=f"value 'ACME Corp' out of range for amount; connection pw={SECRET}")  # fmt: skip
     llm_patch = {"rationale": "cast amount", "confidence": 0.9, "root_cause": "amount is a string",
                  "operations": [
                      {"op": "set_module_config_key", "module_id": "clean_orders", "key": "query",

@@ -39,3 +39,20 @@ def test_nested_data_is_redacted_recursively():
     redactor = Redactor({"K": "topsecretvalue"})
     data = {"a": ["x topsecretvalue"], "b": {"c": "topsecretvalue"}, "n": 3}
     assert redactor.data(data) == {"a": ["x <secret:K>"], "b": {"c": "<secret:K>"}, "n": 3}
+
+
+def test_syntax_errors_keep_the_quoted_sql_token_data_errors_lose_theirs():
+    from aqueduct_dagster.blueprint import compile_text
+    from aqueduct_dagster.healing.failure import build_failure_package
+
+    text = ('aqueduct: "1.0"\nid: b\nname: b\nmodules:\n  - {id: raw, type: Ingress, config: {format: csv, path: x.csv}}\n'
+            '  - {id: c, type: Channel, config: {op: sql, query: "SELECT id FROM raw"}}\n')  # fmt: skip
+    manifest = compile_text(text)
+    syntax = build_failure_package(manifest=manifest, blueprint_text=text, failed_module="c", error={
+        "condition": "PARSE_SYNTAX_ERROR", "sqlstate": "42601", "message_parameters": {"error": "'user'"},
+        "message": "Syntax error at or near 'user'"})  # fmt: skip
+    assert syntax.error.parameters["error"] == "'user'" and "'user'" in syntax.error.message
+    data = build_failure_package(manifest=manifest, blueprint_text=text, failed_module="c", error={
+        "condition": "CAST_INVALID_INPUT", "sqlstate": "22018", "message_parameters": {"expression": "'ACME'"},
+        "message": "The value 'ACME' cannot be cast"})  # fmt: skip
+    assert data.error.parameters["expression"] == "'<literal>'" and "ACME" not in data.error.message

@@ -237,3 +237,81 @@ def test_a_typo_in_the_module_is_renamed_plainly_when_downstream_reads_the_right
     pkg.neighbourhood = [NeighbourModule(id="check", type="Assert", role="downstream",
                                          config={"rules": [{"type": "not_null", "column": "customer_id"}]})]  # fmt: skip
     assert ops(diagnose_with_rules(pkg))[0]["value"] == "SELECT order_id, customer_id FROM raw"
+
+
+SUM_QUERY = "SELECT user_id, SUM(event_id) AS total, sum(e.`event_id`) AS t2, max(event_id) AS m FROM events_raw e GROUP BY user_id"
+
+
+def test_string_given_to_a_numeric_function_is_cast_to_double():
+    # Spark's own parameters, quotes included (recorded from PySpark 4.2).
+    diagnosis = diagnose_with_rules(
+        package("DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
+                {"sqlExpr": '"sum(event_id)"', "paramIndex": "first", "inputSql": '"event_id"',
+                 "inputType": '"STRING"', "requiredType": '("NUMERIC" or "INTERVAL DAY TO SECOND" or "INTERVAL")'},
+                config={"op": "sql", "query": SUM_QUERY})  # fmt: skip
+    )
+    assert diagnosis.rule == "string_where_numeric_expected"
+    assert ops(diagnosis)[0]["value"] == (
+        "SELECT user_id, SUM(CAST(event_id AS DOUBLE)) AS total, sum(CAST(e.`event_id` AS DOUBLE)) AS t2, "
+        "max(event_id) AS m FROM events_raw e GROUP BY user_id"
+    )
+    assert "string" in diagnosis.patch.root_cause
+
+
+def test_string_where_numeric_expected_reads_the_rendered_message_too():
+    message = ('[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] Cannot resolve "avg(amount)" due to data type mismatch: '
+               'The first parameter requires the ("NUMERIC" or "ANSI INTERVAL") type, however "amount" has the type "STRING".')  # fmt: skip
+    diagnosis = diagnose_with_rules(package("DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", {}, message,
+                                            config={"op": "sql", "query": "SELECT avg( amount ) FROM t"}))  # fmt: skip
+    assert ops(diagnosis)[0]["value"] == "SELECT avg( CAST(amount AS DOUBLE) ) FROM t"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sqlExpr": '"upper(array(1, 2))"', "inputSql": '"array(1, 2)"', "inputType": '"ARRAY<INT>"', "requiredType": '"STRING"'},
+        {"sqlExpr": '"sum((a || b))"', "inputSql": '"(a || b)"', "inputType": '"STRING"', "requiredType": '"NUMERIC"'},
+    ],
+)
+def test_string_where_numeric_expected_leaves_other_mismatches_alone(params):
+    diagnosis = diagnose_with_rules(package("DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", params,
+                                            config={"op": "sql", "query": "SELECT sum(a || b), upper(array(1,2)) FROM t"}))  # fmt: skip
+    assert diagnosis.patch is None
+
+
+DELTA_CHANGED = "Cannot write data as the source schema has changed because the DataFrame schema has been changed"
+
+
+def test_delta_schema_change_turns_on_merge_schema_for_a_person_to_approve():
+    diagnosis = diagnose_with_rules(
+        package("INCONSISTENT_BEHAVIOR_CROSS_VERSION", {}, DELTA_CHANGED, module_type="Ingress",
+                config={"format": "delta", "path": "data/orders", "options": {"mergeSchema": False}})  # fmt: skip
+    )
+    assert ops(diagnosis) == [
+        {"op": "set_module_config_key", "module_id": "clean", "key": "options.mergeSchema", "value": True}
+    ]
+    assert diagnosis.patch.confidence < 0.7  # below the default threshold: escalated to a person
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"format": "parquet", "path": "data/orders"},
+        {"format": "delta", "path": "data/orders", "options": {"mergeSchema": "true"}},
+    ],
+)
+def test_delta_schema_change_needs_a_delta_module_without_merge_schema(config):
+    assert diagnose_with_rules(package(None, {}, DELTA_CHANGED, module_type="Egress", config=config)).patch is None
+
+
+@pytest.mark.parametrize(
+    "message, value",
+    [
+        ("duckdb.duckdb.OutOfMemoryException: Out of Memory Error: failed to allocate data of size 256.0 MiB "
+         "(1.0 GiB/1.0 GiB used). The memory limit is currently set to 1.0 GiB.", "2GiB"),
+        ("duckdb.duckdb.OutOfMemoryException: Out of Memory Error: could not allocate block", "4GB"),
+    ],
+)
+def test_duckdb_out_of_memory_raises_the_memory_limit(message, value):
+    diagnosis = diagnose_with_rules(package("DUCKDB_OUT_OF_MEMORY", {}, message))
+    assert ops(diagnosis) == [{"op": "set_engine_config", "engine": "duckdb", "key": "memory_limit", "value": value}]
