@@ -9,7 +9,11 @@ from aqueduct_dagster.engine.errors import ConditionError, module_failure
 from aqueduct_dagster.engine.modules.assertion import execute_assertion
 from aqueduct_dagster.engine.modules.channel import execute_channel
 from aqueduct_dagster.engine.modules.egress import execute_egress
+from aqueduct_dagster.engine.modules.funnel import execute_funnel
 from aqueduct_dagster.engine.modules.ingress import execute_ingress
+from aqueduct_dagster.engine.modules.junction import execute_junction
+from aqueduct_dagster.engine.modules.probe import execute_probe
+from aqueduct_dagster.engine.modules.regulator import execute_regulator
 from aqueduct_dagster.engine.results import ModuleResult
 
 if TYPE_CHECKING:
@@ -25,6 +29,10 @@ EXECUTORS: dict[str, Executor] = {
     "Channel": execute_channel,
     "Egress": execute_egress,
     "Assert": execute_assertion,
+    "Junction": execute_junction,
+    "Funnel": execute_funnel,
+    "Probe": execute_probe,
+    "Regulator": execute_regulator,
 }
 
 
@@ -33,8 +41,10 @@ def execute_module(
 ) -> ModuleResult:
     """Run one module on `inputs` (keyed by input alias); every failure becomes ModuleFailed.
 
-    Frames stay lazy: only Egress writes and Assert rules run Spark jobs. An Assert's
-    blocking outcome is returned in `result.assertion`, not raised.
+    Frames stay lazy: only Egress writes, Assert rules and Probe signals run Spark jobs. An
+    Assert's blocking outcome is returned in `result.assertion`, not raised. A Regulator's
+    signal input is a ProbeSignals (or a list of signal entries), not a frame; a closed
+    Regulator with on_block skip returns no outputs and `metadata["skipped"]`.
     """
     try:
         executor = EXECUTORS.get(module.type)

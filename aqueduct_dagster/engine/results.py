@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ class AssertOutcome:
     results: list[RuleResult] = field(default_factory=list)
     #: Spark actions the evaluation ran (aggregates in one, sampled null rates in one more).
     actions: int = 0
+    #: Rows that `on_fail: quarantine` rules route to the spillway (None: no such rules).
+    quarantined: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -70,6 +73,7 @@ class AssertOutcome:
             "passed": self.passed,
             "blocking": self.blocking,
             "actions": self.actions,
+            "quarantined": self.quarantined,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -81,9 +85,20 @@ class ModuleResult:
     outputs: dict[str, DataFrame] = field(default_factory=dict)
     #: JSON-able facts: path, format, mode, Delta version, rows written, sql ...
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: Set for Assert modules: the evaluated rules (the frame passes through unchanged).
+    #: Set for Assert modules: the evaluated rules (`main` is the frame less its quarantined
+    #: rows, `spillway` those rows, when the Assert has quarantine rules).
     assertion: AssertOutcome | None = None
 
     @property
     def main(self) -> DataFrame | None:
         return self.outputs.get("main")
+
+
+@dataclass
+class ProbeSignals:
+    """What a Probe hands a Regulator on its `signal` port: its signal entries, and how to
+    compute them again (a Regulator with `timeout_seconds` polls through `recompute`)."""
+
+    probe_id: str
+    signals: list[dict[str, Any]]
+    recompute: Callable[[], list[dict[str, Any]]] | None = None

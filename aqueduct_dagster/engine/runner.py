@@ -1,8 +1,17 @@
 """Run a whole Manifest on one SparkSession, module by module, frames handed over lazily.
 
-Only Egress writes and Assert rules run Spark jobs. A frame that two or more modules (or
-actions) consume is persisted once, so its lineage is not computed twice, and unpersisted
-when the run ends. Disabled modules are skipped together with everything downstream of them.
+Only Egress writes, Assert rules and Probe signals run Spark jobs. Every input takes the
+frame its edge names, `outputs[port]` of its source (a Junction's branches, a spillway); a
+spillway edge's `error_types` keeps only the rows of those `_aq_error_type`s. A frame that two
+or more modules (or actions) consume is persisted once, so its lineage is not computed twice,
+and unpersisted when the run ends; Assert, Junction and Regulator outputs are filters of
+their input, so it is their input that gets persisted.
+
+A Probe's signals reach a Regulator on its `signal` edge. A Regulator that stays closed
+with `on_block: skip` skips everything downstream of it (recorded in `RunResult.skipped`
+and `RunResult.blocked`); a Regulator with `timeout_seconds` re-evaluates its Probe by
+rebuilding the Probe's input from the sources up (Egress and Assert passed through).
+Disabled modules are skipped together with everything downstream of them.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +30,11 @@ from aqueduct_dagster.engine.errors import (
     location_of,
     module_failure,
 )
+from aqueduct_dagster.engine.modules.assertion import split_quarantine
+from aqueduct_dagster.engine.modules.probe import probe_signals
+from aqueduct_dagster.engine.modules.spillway import filter_spillway
 from aqueduct_dagster.engine.registry import execute_module
-from aqueduct_dagster.engine.results import AssertOutcome, ModuleResult
+from aqueduct_dagster.engine.results import AssertOutcome, ModuleResult, ProbeSignals
 from aqueduct_dagster.errors import EngineError
 
 if TYPE_CHECKING:
@@ -35,6 +47,12 @@ log = logging.getLogger(__name__)
 #: Module types whose frame passes through unchanged (Assert), or that are side effects only
 #: (Egress): when not selected by `only`, they hand their input on without running.
 _PASS_THROUGH = ("Assert", "Egress")
+#: Module types whose outputs are lazy filters of their one data input (or that input
+#: itself): a reader of their outputs reads their input, so their input is what is cached.
+_DERIVED = ("Assert", "Junction", "Regulator")
+#: ...of which these run no Spark job of their own on that input.
+_NO_ACTION = ("Junction", "Regulator")
+SIGNAL, SPILLWAY = "signal", "spillway"
 
 Key = tuple[str, str]  # (module id, port)
 
@@ -45,8 +63,13 @@ class RunResult:
 
     modules: dict[str, ModuleResult] = field(default_factory=dict)
     assertions: dict[str, AssertOutcome] = field(default_factory=dict)
-    #: Disabled modules and their downstream consumers.
+    #: Disabled modules and their downstream consumers, then the modules behind a closed
+    #: Regulator (on_block: skip).
     skipped: list[str] = field(default_factory=list)
+    #: Regulators that stayed closed with on_block skip -> why.
+    blocked: dict[str, str] = field(default_factory=dict)
+    #: Probe id -> its signal entries.
+    signals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: Ancestors run only to feed the selected modules (Assert/Egress among them did nothing).
     prepared: list[str] = field(default_factory=list)
     #: "module.port" of every frame the runner persisted because several modules read it.
@@ -79,15 +102,18 @@ def run_manifest(
     uses = _uses(runnable, active)
 
     result = RunResult(skipped=[m.id for m in order if m.id in skipped])
-    frames: dict[Key, DataFrame] = {}
+    frames: dict[Key, Any] = {}
     persisted: list[DataFrame] = []
+    gated: set[str] = set()  # behind a closed Regulator
     try:
         for module in runnable:
+            if module.id in gated:
+                continue
             inputs = _inputs(module, frames)
             if module.id not in active:
                 result.prepared.append(module.id)
                 if module.type in _PASS_THROUGH:
-                    frames[(module.id, "main")] = _only_input(module, inputs)
+                    frames.update(_passed_through(module, inputs))
                     continue
             started = time.perf_counter()
             outcome = execute_module(spark, module, inputs)
@@ -96,10 +122,27 @@ def run_manifest(
                 result.modules[module.id] = outcome
             if outcome.metadata.get("persisted"):  # a Channel `cache` op
                 persisted.extend(outcome.outputs.values())
+            if module.type == "Probe":
+                signals = outcome.metadata.get("signals", [])
+                result.signals[module.id] = signals
+                frames[(module.id, SIGNAL)] = ProbeSignals(
+                    module.id, signals, _recompute(spark, manifest, module, signals)
+                )
+            if outcome.metadata.get("skipped"):  # a closed Regulator, on_block: skip
+                behind = _downstream(manifest, module.id)
+                gated |= behind
+                result.blocked[module.id] = str(outcome.metadata.get("reason", ""))
+                result.skipped += [m.id for m in runnable if m.id in behind]
+                log.warning(
+                    "Regulator '%s' is closed (%s): skipping %s",
+                    module.id,
+                    result.blocked[module.id],
+                    ", ".join(m.id for m in runnable if m.id in behind) or "nothing",
+                )
             for port, frame in outcome.outputs.items():
                 key = (module.id, port)
-                if module.type == "Assert" and port == "main":
-                    # The same frame as the Assert's input: already cached if it needs to be.
+                if module.type in _DERIVED:
+                    # Filters of the module's input: that input is cached if it needs to be.
                     frames[key] = frame
                     continue
                 if uses[key] > 1 and not _is_persisted(frame):
@@ -169,37 +212,59 @@ def _enabled(value: bool | str) -> bool:
 
 
 def _uses(runnable: list[CompiledModule], active: set[str]) -> Counter[Key]:
-    """How many readers each (module, port) frame has; an Assert reads its input once itself,
-    and its readers read that same frame."""
+    """How many readers each (module, port) frame has. Readers of an Assert, Junction or
+    Regulator output read that module's input; an Assert (or a Probe) reads its input once
+    itself, a Junction or Regulator does not. Signals are no frames: not counted."""
     by_id = {m.id: m for m in runnable}
     uses: Counter[Key] = Counter()
 
     def origin(key: Key) -> Key:
         module = by_id.get(key[0])
-        passes_through = (
-            module is not None
-            and key[1] == "main"
-            and (
-                module.type == "Assert"
-                or (module.type in _PASS_THROUGH and module.id not in active)
-            )
+        if module is None:
+            return key
+        data = _data_inputs(module)
+        derived = module.type in _DERIVED or (
+            module.type in _PASS_THROUGH and module.id not in active and key[1] == "main"
         )
-        if passes_through and len(module.inputs) == 1:
-            source = module.inputs[0]
-            return origin((source.source, source.port))
+        if derived and len(data) == 1:
+            return origin((data[0].source, data[0].port))
         return key
 
     for module in runnable:
-        for source in module.inputs:
+        if module.type in _NO_ACTION:
+            continue
+        for source in _data_inputs(module):
             uses[origin((source.source, source.port))] += 1
     return uses
 
 
-def _inputs(module: CompiledModule, frames: dict[Key, DataFrame]) -> dict[str, DataFrame]:
-    inputs: dict[str, DataFrame] = {}
+def _data_inputs(module: CompiledModule) -> list[Any]:
+    return [i for i in module.inputs if i.port != SIGNAL]
+
+
+def _downstream(manifest: Manifest, module_id: str) -> set[str]:
+    """Every module that reads `module_id`'s data (or runs after it), directly or not."""
+    behind: set[str] = set()
+    stack = [module_id]
+    while stack:
+        current = stack.pop()
+        for other in manifest.modules.values():
+            if other.id in behind:
+                continue
+            reads = any(i.source == current and i.port != SIGNAL for i in other.inputs)
+            if reads or current in other.after:
+                behind.add(other.id)
+                stack.append(other.id)
+    return behind
+
+
+def _inputs(module: CompiledModule, frames: dict[Key, Any]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
     for source in module.inputs:
         frame = frames.get((source.source, source.port))
         if frame is None:
+            if source.port == SIGNAL:
+                continue  # its Probe did not run: the Regulator is passive
             available = [port for (mid, port) in frames if mid == source.source]
             error = ConditionError(
                 "AQ_INPUT_NOT_FOUND",
@@ -207,11 +272,78 @@ def _inputs(module: CompiledModule, frames: dict[Key, DataFrame]) -> dict[str, D
                 + (f" (that module produced: {', '.join(available)})" if available else ""),
                 {"source": source.source, "port": source.port},
                 hint="check the edge's `port`; Channels with a spillway_condition have "
-                "'main' and 'spillway'",
+                "'main' and 'spillway', Junctions one port per branch",
             )
             raise module_failure(module, error)
+        if source.port == SPILLWAY and source.error_types:
+            frame = filter_spillway(frame, source.error_types)
         inputs[source.alias] = frame
     return inputs
+
+
+def _passed_through(module: CompiledModule, inputs: dict[str, Any]) -> dict[Key, Any]:
+    """An unselected Assert or Egress: its input handed on (an Assert's quarantine still
+    splits it, lazily, so that readers see the same rows as in a full run)."""
+    frame = _only_input(module, inputs)
+    if module.type != "Assert":
+        return {(module.id, "main"): frame}
+    try:
+        passed, quarantined = split_quarantine(module, frame)
+    except Exception as exc:  # noqa: BLE001 - reported like any module failure
+        raise module_failure(module, exc, inputs) from exc
+    frames = {(module.id, "main"): passed}
+    if quarantined is not None:
+        frames[(module.id, SPILLWAY)] = quarantined
+    return frames
+
+
+def _recompute(
+    spark: SparkSession, manifest: Manifest, probe: CompiledModule, first: list[dict[str, Any]]
+) -> Callable[[], list[dict[str, Any]]]:
+    """How a polling Regulator re-evaluates `probe`: its input rebuilt from the sources up
+    (so new source data is seen), then its signals computed again. If the rebuild fails,
+    the last signals stand."""
+    last = {"signals": first}
+
+    def recompute() -> list[dict[str, Any]]:
+        persisted: list[DataFrame] = []
+        try:
+            inputs = _rebuilt_inputs(spark, manifest, probe, {}, persisted)
+            last["signals"], _ = probe_signals(probe, _only_input(probe, inputs))
+        except Exception as exc:  # noqa: BLE001 - the gate keeps its last verdict
+            log.warning("Probe '%s' could not be re-evaluated: %s", probe.id, exc)
+        finally:
+            for frame in persisted:
+                frame.unpersist(blocking=False)
+        return last["signals"]
+
+    return recompute
+
+
+def _rebuilt_inputs(
+    spark: SparkSession,
+    manifest: Manifest,
+    module: CompiledModule,
+    fresh: dict[Key, Any],
+    persisted: list[DataFrame],
+) -> dict[str, Any]:
+    """`module`'s data inputs, rebuilt by running its ancestors again without side effects."""
+    for source in _data_inputs(module):
+        if any(built == source.source for built, _ in fresh):
+            continue
+        upstream = manifest.modules[source.source]
+        upstream_inputs = _rebuilt_inputs(spark, manifest, upstream, fresh, persisted)
+        if upstream.type in _PASS_THROUGH:
+            fresh.update(_passed_through(upstream, upstream_inputs))
+        elif upstream.type == "Regulator":  # it was open, or we would not be polling
+            data = [upstream_inputs[i.alias] for i in _data_inputs(upstream)]
+            fresh[(upstream.id, "main")] = data[0]
+        else:
+            outcome = execute_module(spark, upstream, upstream_inputs)
+            if outcome.metadata.get("persisted"):
+                persisted.extend(outcome.outputs.values())
+            fresh.update({(upstream.id, port): f for port, f in outcome.outputs.items()})
+    return _inputs(module, fresh)
 
 
 def _only_input(module: CompiledModule, inputs: dict[str, Any]) -> Any:

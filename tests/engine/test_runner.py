@@ -161,7 +161,7 @@ def test_unknown_only_and_missing_ports(run_spark, pipeline, module, manifest, p
 
 
 def test_module_types_without_an_executor_fail_clearly(run_spark, module, people):
-    probe = module("Probe", "probe", {"signals": [{"type": "schema_snapshot"}]}, inputs=("people",))
+    arcade = module("Arcade", "nested", {}, inputs=("people",))
     with pytest.raises(ModuleFailed) as caught:
-        execute_module(run_spark, probe, {"people": people})
+        execute_module(run_spark, arcade, {"people": people})
     assert caught.value.error.condition == "AQ_MODULE_TYPE_UNSUPPORTED"

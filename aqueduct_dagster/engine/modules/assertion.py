@@ -1,23 +1,31 @@
-"""Assert: data-quality rules on the flowing frame, which passes through unchanged.
+"""Assert: data-quality rules on the flowing frame.
 
 Every aggregate rule of one Assert is folded into ONE Spark action (a single `agg`); sampled
 null rates share one more action on one sample. `schema_match` reads only the schema.
 Failed rules with `on_fail: abort` or `trigger_agent` block the run; `warn`, `quarantine`
-and `webhook` are reported and let the data through (quarantine routing and webhooks belong
-to later layers, the action is kept in each RuleResult).
+and `webhook` are reported and let the data through (webhooks belong to later layers, the
+action is kept in each RuleResult).
+
+Quarantine: the row-level rules (`not_null`, `sql_row`) with `on_fail: quarantine` take their
+violating rows out of `main` and put them on the `spillway` port with `_aq_error_*` columns, a
+row breaking several such rules once, under the first it breaks. Both frames are lazy
+filters; the counts (per rule, and rows quarantined in all, which `spillway_rate` judges)
+come from the same single `agg`. Without quarantine rules `main` is the input frame itself.
+On other rule types `quarantine` has no rows to move and acts like `warn`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aqueduct_dagster.blueprint.models import AssertConfig, AssertRule
 from aqueduct_dagster.engine.errors import ConditionError, module_failure
 from aqueduct_dagster.engine.modules.common import single_input
+from aqueduct_dagster.engine.modules.spillway import with_error_columns
 from aqueduct_dagster.engine.results import AssertOutcome, ModuleResult, RuleResult
 from aqueduct_dagster.engine.types import spark_type_name
 
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
     from aqueduct_dagster.blueprint.manifest import CompiledModule
 
 ROWS = "__aq_rows"
+QUARANTINED = "__aq_quarantined"
 SAMPLE_SEED = 17
 
 #: Required config keys per rule type.
@@ -39,6 +48,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "freshness": ("column", "max_age_hours"),
     "sql": ("expr",),
     "sql_row": ("expr",),
+    "spillway_rate": ("max",),
 }
 
 
@@ -70,6 +80,9 @@ def _evaluate(module: CompiledModule, df: DataFrame) -> AssertOutcome:
 
     main = {alias: column for plan in plans for alias, column in plan.columns.items()}
     sampled = {alias: column for plan in plans for alias, column in plan.sampled.items()}
+    quarantine = quarantine_rules(config)
+    if quarantine or QUARANTINED in main:
+        main[QUARANTINED] = _count_of(_any(violation for _, violation in quarantine))
     actions = 0
     row = sample_row = None
     if main:
@@ -83,25 +96,104 @@ def _evaluate(module: CompiledModule, df: DataFrame) -> AssertOutcome:
         ).collect()[0]
         actions += 1
     results = [plan.judge(row, sample_row) for plan in plans]
-    return AssertOutcome(module_id=module.id, results=results, actions=actions)
+    quarantined = (row[QUARANTINED] or 0) if quarantine else None
+    return AssertOutcome(
+        module_id=module.id, results=results, actions=actions, quarantined=quarantined
+    )
 
 
 def execute_assertion(
     spark: SparkSession, module: CompiledModule, inputs: Mapping[str, DataFrame]
 ) -> ModuleResult:
-    """The Assert module: evaluate the rules, pass the frame through on `main`.
+    """The Assert module: evaluate the rules; `main` carries the frame on (less its
+    quarantined rows), `spillway` the quarantined rows when there are quarantine rules.
 
     A blocking outcome is returned, not raised: the runner (or the Dagster check) decides.
     """
     frame = single_input(module, inputs)
     outcome = evaluate_assert(spark, module, frame)
-    metadata = {
+    passed, quarantined = split_quarantine(module, frame)
+    metadata: dict[str, Any] = {
         "passed": outcome.passed,
         "blocking": outcome.blocking,
         "failed_rules": [r.name for r in outcome.failed],
         "actions": outcome.actions,
     }
-    return ModuleResult(outputs={"main": frame}, metadata=metadata, assertion=outcome)
+    outputs = {"main": passed}
+    if quarantined is not None:
+        outputs["spillway"] = quarantined
+        metadata["quarantined"] = outcome.quarantined
+    return ModuleResult(outputs=outputs, metadata=metadata, assertion=outcome)
+
+
+def split_quarantine(module: CompiledModule, df: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """(rows no quarantine rule rejects, the rejected rows with `_aq_error_*` columns).
+
+    Lazy (no Spark job). Without quarantine rules: `(df, None)`, `df` itself.
+    """
+    from pyspark.sql import functions as F
+
+    rules = quarantine_rules(module.config)
+    if not rules:
+        return df, None
+    rejected = _any(violation for _, violation in rules)
+
+    def first_broken(value_of: Callable[[AssertRule], str]) -> Column:
+        # The first quarantine rule a row breaks names it (rules in declaration order).
+        column = F.when(rules[0][1], F.lit(value_of(rules[0][0])))
+        for rule, violation in rules[1:]:
+            column = column.when(violation, F.lit(value_of(rule)))
+        return column
+
+    quarantined = with_error_columns(
+        df.filter(rejected),
+        module_id=module.id,
+        rule=first_broken(lambda rule: rule.name),
+        error_type=first_broken(lambda rule: rule.error_type or rule.type),
+        message=first_broken(_violation_message),
+    )
+    return df.filter(~rejected), quarantined
+
+
+def quarantine_rules(config: AssertConfig) -> list[tuple[AssertRule, Column]]:
+    """The rules that quarantine rows, each with its (never null) 'row breaks it' column."""
+    return [
+        (rule, violation)
+        for rule in config.rules
+        if rule.action == "quarantine" and (violation := _violation(rule)) is not None
+    ]
+
+
+def _violation(rule: AssertRule) -> Column | None:
+    from pyspark.sql import functions as F
+
+    if rule.type == "not_null" and rule.column:
+        return F.col(rule.column).isNull()
+    if rule.type == "sql_row" and rule.expr:
+        # Rows where the predicate is false or null break the rule.
+        return ~F.coalesce(F.expr(rule.expr), F.lit(False))
+    return None
+
+
+def _violation_message(rule: AssertRule) -> str:
+    if rule.type == "not_null":
+        return f"'{rule.column}' is null"
+    return f"row breaks `{rule.expr}`"
+
+
+def _any(columns: Iterable[Column]) -> Column:
+    from pyspark.sql import functions as F
+
+    result = F.lit(False)
+    for column in columns:
+        result = result | column
+    return result
+
+
+def _count_of(condition: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.sum(F.when(condition, 1).otherwise(0))
 
 
 # --------------------------------------------------------------------------- rule plans
@@ -178,7 +270,11 @@ def _not_null(key: str, rule: AssertRule, df: DataFrame, result: Judge) -> _Plan
     def judge(row, _):
         count, total = row[key] or 0, row[ROWS]
         message = f"{count} of {total} rows have a null '{rule.column}', expected none"
-        return result(count == 0, {"nulls": count, "rows": total}, {"nulls": 0}, message)
+        observed = {"nulls": count, "rows": total}
+        if rule.action == "quarantine":
+            observed["quarantined"] = count
+            message += f" ({count} quarantined)" if count else ""
+        return result(count == 0, observed, {"nulls": 0}, message)
 
     return _Plan({**_row_count(), key: _null_count(rule.column)}, {}, judge)
 
@@ -265,6 +361,9 @@ def _sql_row(key: str, rule: AssertRule, df: DataFrame, result: Judge) -> _Plan:
         pass_rate = 1.0 - count / total if total else 1.0
         observed = {"violations": count, "rows": total, "pass_rate": pass_rate}
         head = f"{count} of {total} rows break `{rule.expr}`"
+        if rule.action == "quarantine":
+            observed["quarantined"] = count
+            head += f" ({count} quarantined)" if count else ""
         if rule.min_pass_rate is None:
             return result(count == 0, observed, {"violations": 0}, f"{head}, expected none")
         ok = pass_rate >= rule.min_pass_rate
@@ -273,6 +372,23 @@ def _sql_row(key: str, rule: AssertRule, df: DataFrame, result: Judge) -> _Plan:
         return result(ok, observed, {"min_pass_rate": rule.min_pass_rate}, message)
 
     return _Plan({**_row_count(), key: broken}, {}, judge)
+
+
+def _spillway_rate(key: str, rule: AssertRule, df: DataFrame, result: Judge) -> _Plan:
+    # The quarantined-rows count is added to the shared agg by _evaluate (0 without
+    # quarantine rules): asking for the column here makes sure it is there.
+    from pyspark.sql import functions as F
+
+    def judge(row, _):
+        count, total = row[QUARANTINED] or 0, row[ROWS]
+        rate = count / total if total else 0.0
+        ok = rate <= rule.max
+        verdict = "within" if ok else "expected at most"
+        message = f"{count} of {total} rows quarantined (rate {rate:.4g}), {verdict} {rule.max}"
+        observed = {"quarantined": count, "rows": total, "rate": rate}
+        return result(ok, observed, {"max": rule.max}, message)
+
+    return _Plan({**_row_count(), QUARANTINED: F.lit(0)}, {}, judge)
 
 
 #: Rule type -> planner; the rule types the Spark engine evaluates.
@@ -285,6 +401,7 @@ _PLANNERS: dict[str, Callable[[str, AssertRule, DataFrame, Judge], _Plan]] = {
     "freshness": _freshness,
     "sql": _sql,
     "sql_row": _sql_row,
+    "spillway_rate": _spillway_rate,
 }
 
 

@@ -4,7 +4,8 @@
 alias in the run session, analyses the query, and drops the views again: the analysed plan
 no longer needs them, and a later query must not see frames it has no edge from. The native
 ops map one-to-one onto DataFrame methods. A `spillway_condition` splits the result: rows
-matching it leave on the `spillway` port (with `_aq_error_*` columns), the rest on `main`.
+matching it leave on the `spillway` port (with the `_aq_error_*` columns of `spillway.py`),
+the rest on `main`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aqueduct_dagster.engine.modules.common import (
     schema_facts,
     single_input,
 )
+from aqueduct_dagster.engine.modules.spillway import SPILLWAY_CONDITION, with_error_columns
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.types import spark_type_name, split_top_level
 
@@ -259,12 +261,12 @@ def _spillway(module: CompiledModule, frame: DataFrame, condition: str) -> dict[
     from pyspark.sql import functions as F
 
     matches = F.coalesce(F.expr(condition), F.lit(False))
-    spilled = frame.filter(matches).withColumns(
-        {
-            "_aq_error_type": F.lit("SpillwayCondition"),
-            "_aq_error_module": F.lit(module.id),
-            "_aq_error_rule": F.lit(condition),
-        }
+    spilled = with_error_columns(
+        frame.filter(matches),
+        module_id=module.id,
+        rule=condition,
+        error_type=SPILLWAY_CONDITION,
+        message=f"row matches spillway_condition `{condition}`",
     )
     return {"main": frame.filter(~matches), "spillway": spilled}
 
