@@ -25,41 +25,63 @@ IO_MANAGER_KEY = "aqueduct_io_manager"
 ERROR_METADATA_KEY = "aqueduct/error"
 
 
+def collapses_into_check(manifest: Manifest, module: CompiledModule) -> bool:
+    """An Assert that only checks (no quarantine, no spillway reader) is a check, not an asset."""
+    if module.type != "Assert":
+        return False
+    quarantines = any(rule.action == "quarantine" for rule in module.spec.config.rules)
+    spilled = any(i.source == module.id and i.port == "spillway" for m in manifest.modules.values() for i in m.inputs)
+    # Checks attach to an asset's main output; an Assert on a branch or spillway is an asset.
+    on_a_port = bool(module.inputs) and module.inputs[0].port != "main"
+    return not quarantines and not spilled and not on_a_port
+
+
 def guarded_module(manifest: Manifest, module: CompiledModule) -> CompiledModule:
-    """The module whose output an Assert (or a chain of Asserts) checks."""
+    """The module whose output a checking Assert (or a chain of them) guards."""
     current = module
-    while current.type == "Assert":
-        if not current.inputs:
-            return current
+    while collapses_into_check(manifest, current) and current.inputs:
         current = manifest.module(current.inputs[0].source)
     return current
+
+
+def output_ports(manifest: Manifest, module: CompiledModule) -> list[str]:
+    """The ports a module's asset publishes: branches for a Junction, main (+ spillway if read)."""
+    read = {i.port for m in manifest.modules.values() for i in m.inputs if i.source == module.id}
+    if module.type == "Junction":
+        ports = [branch.id for branch in module.spec.config.branches]
+    else:
+        ports = ["main"]
+    return ports + (["spillway"] if "spillway" in read and "spillway" not in ports else [])
+
+
+def _out_name(port: str) -> str:
+    return "result" if port == "main" else f"port_{safe_name(port)}"
 
 
 def build_blueprint_assets(
     manifest: Manifest, translator: BlueprintTranslator | None = None
 ) -> list[dg.AssetsDefinition]:
     translator = translator or BlueprintTranslator()
-    producers = [m for m in manifest.modules.values() if m.type != "Assert"]
+    producers = [m for m in manifest.modules.values() if not collapses_into_check(manifest, m)]
     specs = {m.id: translator.get_asset_spec(ModuleAssetData(manifest, m)) for m in producers}
 
-    def key_of(module_id: str) -> dg.AssetKey:
-        return specs[guarded_module(manifest, manifest.module(module_id)).id].key
+    def key_of(module_id: str, port: str = "main") -> dg.AssetKey:
+        module = guarded_module(manifest, manifest.module(module_id))
+        base = specs[module.id].key
+        # A Probe publishes one thing (its signals), whatever port the edge names.
+        if port == "main" or module.type == "Probe":
+            return base
+        return dg.AssetKey([*base.path, port])
 
     consumer_count = _consumer_counts(manifest)
     guards: dict[str, list[CompiledModule]] = {}
     for module in manifest.modules.values():
-        if module.type == "Assert":
+        if collapses_into_check(manifest, module):
             guards.setdefault(guarded_module(manifest, module).id, []).append(module)
 
     return [
-        _module_asset(
-            manifest,
-            module,
-            specs[module.id],
-            key_of,
-            guards.get(module.id, []),
-            consumer_count.get(module.id, 0),
-        )
+        _module_asset(manifest, module, specs[module.id], key_of, guards.get(module.id, []),
+                      consumer_count.get(module.id, 0))  # fmt: skip
         for module in producers
     ]
 
@@ -67,7 +89,7 @@ def build_blueprint_assets(
 def _consumer_counts(manifest: Manifest) -> dict[str, int]:
     counts: dict[str, int] = {}
     for module in manifest.modules.values():
-        if module.type == "Assert":
+        if collapses_into_check(manifest, module):
             continue
         for source in {guarded_module(manifest, manifest.module(i.source)).id for i in module.inputs}:
             counts[source] = counts.get(source, 0) + 1
@@ -84,7 +106,7 @@ def _module_asset(
 ) -> dg.AssetsDefinition:
     input_names = {f"in_{index}": inp.alias for index, inp in enumerate(module.inputs)}
     ins = {
-        name: dg.AssetIn(key=key_of(inp.source), input_manager_key=IO_MANAGER_KEY)
+        name: dg.AssetIn(key=key_of(inp.source, inp.port), input_manager_key=IO_MANAGER_KEY)
         for name, inp in zip(input_names, module.inputs, strict=True)
     }
     after = [key_of(dep) for dep in module.after if key_of(dep) not in {i.key for i in ins.values()}]
@@ -93,21 +115,35 @@ def _module_asset(
     metadata[CONSUMERS_METADATA_KEY] = consumers
     if lineage is not None:
         metadata["dagster/column_lineage"] = lineage
-    out_spec = spec.replace_attributes(deps=[], metadata=metadata)
+    ports = output_ports(manifest, module)
+    outs = {}
+    for port in ports:
+        port_spec = spec.replace_attributes(deps=[], metadata={**metadata, "aqueduct/port": port})
+        if port != "main":
+            port_spec = port_spec.replace_attributes(
+                key=key_of(module.id, port), description=f"{module.label}: {port}",
+            )  # fmt: skip
+        # Branches and spillways may be absent (a skipped Regulator publishes nothing):
+        # Dagster then skips what reads them instead of failing.
+        required = port == "main" and module.type != "Regulator"
+        outs[_out_name(port)] = dg.AssetOut.from_spec(port_spec, io_manager_key=IO_MANAGER_KEY, is_required=required)
+    check_targets = [(check, spec.key) for check in asserts]
+    if module.type == "Assert":
+        check_targets.append((module, spec.key))
     check_specs = [
         dg.AssetCheckSpec(
             name=safe_name(check.id),
-            asset=spec.key,
+            asset=target,
             blocking=True,
             description=check.spec.description or check.spec.label or f"Assert '{check.id}'",
             metadata={"aqueduct/module_id": check.id},
         )
-        for check in asserts
+        for check, target in check_targets
     ]
 
     @dg.multi_asset(
         name=safe_name(f"{manifest.blueprint_id}__{module.id}"),
-        outs={"result": dg.AssetOut.from_spec(out_spec, io_manager_key=IO_MANAGER_KEY)},
+        outs=outs,
         ins=ins,
         deps=after,
         check_specs=check_specs,
@@ -116,8 +152,9 @@ def _module_asset(
     )
     def _compute(context, **inputs):  # annotations stay off: Dagster inspects them at runtime
         yield from run_module_step(
-            context, manifest, module, {input_names[n]: f for n, f in inputs.items()}, asserts
-        )
+            context, manifest, module, {input_names[n]: f for n, f in inputs.items()}, asserts,
+            ports=ports, key_of=key_of,
+        )  # fmt: skip
 
     return _compute
 
@@ -128,6 +165,9 @@ def run_module_step(
     module: CompiledModule,
     frames: Mapping[str, Any],
     asserts: list[CompiledModule],
+    *,
+    ports: list[str] | None = None,
+    key_of=None,
 ) -> Iterator[Any]:
     from aqueduct_dagster.engine import ModuleFailed, evaluate_assert, execute_module
 
@@ -150,27 +190,59 @@ def run_module_step(
             metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
             allow_retries=failure.transient,
         ) from failure
+    metadata = {k: _metadata_value(v) for k, v in result.metadata.items() if v is not None and k != "signals"}
+    if module.type == "Probe":
+        signals = result.metadata.get("signals", [])
+        if key_of is not None and module.spec.attach_to:
+            context.log_event(dg.AssetObservation(
+                asset_key=key_of(module.spec.attach_to),
+                description=f"Probe '{module.id}': {len(signals)} signal(s)",
+                metadata={"aqueduct/probe": module.id, "signals": dg.MetadataValue.json(_jsonable(signals)),
+                          **{f"signal/{s.get('id') or s.get('type')}": _metadata_value(s.get("value")) for s in signals}},
+            ))  # fmt: skip
+        yield dg.Output(signals, output_name="result", metadata={"signals": dg.MetadataValue.json(_jsonable(signals))})
+        return
+    if result.assertion is not None and result.assertion.quarantined is not None:
+        metadata["aqueduct/quarantined_rows"] = int(result.assertion.quarantined)
+    if module.type == "Regulator" and result.metadata.get("skipped"):
+        context.log.info(f"Regulator '{module.id}' is closed ({result.metadata.get('reason')}): downstream skipped")
+    for port in ports or ["main"]:
+        if port not in result.outputs and not (port == "main" and module.type == "Egress"):
+            continue
+        frame = result.outputs.get(port)
+        port_metadata = dict(metadata)
+        if frame is not None:
+            port_metadata["dagster/column_schema"] = _table_schema(frame)
+        yield dg.Output(frame, output_name=_out_name(port), metadata=port_metadata)
     frame = result.outputs.get("main")
-    metadata = {k: v for k, v in result.metadata.items() if v is not None}
-    if frame is not None:
-        metadata["dagster/column_schema"] = _table_schema(frame)
-    yield dg.Output(frame, output_name="result", metadata=metadata)
+    target = key_of(module.id) if key_of is not None else context.assets_def.key
+    if module.type == "Assert" and result.assertion is not None:
+        yield _check_result(target, module, result.assertion)
     for check in asserts:
-        outcome = evaluate_assert(spark, bound.module(check.id), frame)
-        yield dg.AssetCheckResult(
-            check_name=safe_name(check.id),
-            asset_key=context.assets_def.key,
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
-            description=outcome.summary(),
-            metadata={
-                "aqueduct/module_id": check.id,
-                "aqueduct/rules": dg.MetadataValue.json(
-                    [_jsonable(vars(rule)) for rule in outcome.results]
-                ),
-                "aqueduct/failed_rules": [r.name for r in outcome.results if not r.passed],
-            },
-        )
+        yield _check_result(target, check, evaluate_assert(spark, bound.module(check.id), frame))
+
+
+def _check_result(target: dg.AssetKey, check: CompiledModule, outcome: Any) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=safe_name(check.id),
+        asset_key=target,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+        description=outcome.summary(),
+        metadata={
+            "aqueduct/module_id": check.id,
+            "aqueduct/rules": dg.MetadataValue.json([_jsonable(vars(rule)) for rule in outcome.results]),
+            "aqueduct/failed_rules": [r.name for r in outcome.results if not r.passed],
+        },
+    )
+
+
+def _metadata_value(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return dg.MetadataValue.json(_jsonable(value))
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def _previous_run_id(context: dg.AssetExecutionContext) -> str | None:

@@ -274,30 +274,43 @@ def _scratch_module(module: CompiledModule, scratch: Path, *, staging: bool = Fa
 def run_on_spark(spark: Any, manifest: Manifest, *, sample_rows: int | None, scratch: Path,
                  on_egress: Callable[[CompiledModule, Any], None] | None = None,
                  staging: bool = False) -> None:  # fmt: skip
-    """Run a manifest with Egress writes redirected to `scratch`, optionally on sampled input."""
-    from aqueduct_dagster.engine import AssertionFailed, evaluate_assert, execute_module
+    """Run a manifest with Egress writes redirected to `scratch`, optionally on sampled input.
 
-    frames: dict[str, Any] = {}
+    Ports are honoured as in a real run: Junction branches, spillways (with `error_types`),
+    Probe signals into Regulators; a closed Regulator skips what is downstream of it.
+    """
+    from aqueduct_dagster.engine import AssertionFailed, execute_module, filter_spillway
+
+    outputs: dict[str, dict[str, Any]] = {}
     for module in manifest.modules.values():
-        inputs = {i.alias: frames[i.source] for i in module.inputs}
-        if module.type == "Assert":
-            frame = inputs[module.inputs[0].alias]
-            outcome = evaluate_assert(spark, module, frame)
-            if outcome.blocking:
-                raise AssertionFailed(outcome.summary(), module_id=module.id)
-            frames[module.id] = frame
-            continue
-        if module.type == "Egress":
-            target = _scratch_module(module, scratch, staging=staging)
-            execute_module(spark, target, inputs)
-            if on_egress is not None:
-                on_egress(module, target)
-            continue
-        result = execute_module(spark, module, inputs)
-        frame = result.outputs.get("main")
-        if module.type == "Ingress" and sample_rows is not None and frame is not None:
-            frame = frame.limit(sample_rows)
-        frames[module.id] = frame
+        inputs: dict[str, Any] = {}
+        for edge in module.inputs:
+            published = outputs.get(edge.source)
+            if published is None or (edge.port not in published and "main" not in published):
+                break  # upstream skipped (closed Regulator): so is this module
+            value = published.get(edge.port, published.get("main"))
+            if edge.port == "spillway" and edge.error_types:
+                value = filter_spillway(value, list(edge.error_types))
+            inputs[edge.alias] = value
+        else:
+            if module.type == "Egress":
+                target = _scratch_module(module, scratch, staging=staging)
+                execute_module(spark, target, inputs)
+                if on_egress is not None:
+                    on_egress(module, target)
+                outputs[module.id] = {}
+                continue
+            result = execute_module(spark, module, inputs)
+            if result.assertion is not None and result.assertion.blocking:
+                raise AssertionFailed(module.id, result.assertion)
+            published = dict(result.outputs)
+            if module.type == "Probe":
+                published = {"main": result.metadata.get("signals", [])}
+            if module.type == "Ingress" and sample_rows is not None and "main" in published:
+                published["main"] = published["main"].limit(sample_rows)
+            if module.type == "Regulator" and result.metadata.get("skipped"):
+                continue
+            outputs[module.id] = published
 
 
 class SandboxGate(Gate):

@@ -114,9 +114,43 @@ def test_full_run_publishes_only_when_everything_succeeds(spark, setup):
     failing = candidate(setup, query("SELECT id, amount - 100 AS amount FROM raw"))  # the Assert fails
     results = run_gates(failing, [CompileGate(), FullRunGate(lambda: run_session(spark))])
     assert not results[-1].passed and "nothing was published" in results[-1].message
+    assert "module 'check': Assert failed: sql (abort): `MIN(amount) > 0` is False" in results[-1].message
     assert not out.exists()
     good = candidate(setup, query("SELECT id, amount + 1 AS amount FROM raw"))
     results = run_gates(good, [CompileGate(), FullRunGate(lambda: run_session(spark))])
     assert results[-1].passed, results[-1].message
     table = DeltaTable(str(out)).to_pyarrow_table()
     assert sorted(table.column("amount").to_pylist()) == [8.25, 11.5, 21.0]
+
+
+def test_sandbox_follows_ports_and_quarantine(spark, tmp_path):
+    (tmp_path / "in.csv").write_text("id,region,amount\n1,EU,10\n2,US,-1\n3,EU,4\n")
+    text = f"""\
+aqueduct: "1.0"
+id: ports
+name: Ports
+modules:
+  - {{id: raw, type: Ingress, config: {{format: csv, path: "{tmp_path}/in.csv", header: true, options: {{inferSchema: "true"}}}}}}
+  - id: split
+    type: Junction
+    config: {{mode: conditional, branches: [{{id: eu, condition: "region = 'EU'"}}, {{id: other, condition: _else_}}]}}
+  - id: q
+    type: Assert
+    config: {{rules: [{{type: sql_row, expr: "amount > 0", on_fail: quarantine}}]}}
+  - {{id: out, type: Egress, config: {{format: parquet, path: "{tmp_path}/out", mode: overwrite}}}}
+  - {{id: bad, type: Egress, config: {{format: parquet, path: "{tmp_path}/bad", mode: overwrite}}}}
+edges:
+  - {{from: raw, to: split}}
+  - {{from: split, to: q, port: other}}
+  - {{from: q, to: out}}
+  - {{from: q, to: bad, port: spillway}}
+"""
+    manifest = compile_text(text, source_path=str(tmp_path / "p.yml"))
+    written = {}
+    from aqueduct_dagster.healing.gates import run_on_spark
+
+    session = run_session(spark)
+    run_on_spark(session, manifest, sample_rows=None, scratch=tmp_path / "scratch",
+                 on_egress=lambda real, target: written.update({real.id: target.spec.config.path}))  # fmt: skip
+    assert session.read.parquet(written["out"]).count() == 0  # US row -1 was quarantined
+    assert [r.id for r in session.read.parquet(written["bad"]).collect()] == [2]
