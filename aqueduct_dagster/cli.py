@@ -85,6 +85,60 @@ def compile_command(blueprint: Path, ctx: tuple[str, ...], profile: str | None, 
 
 
 @main.command()
+@click.argument("blueprint", type=click.Path(path_type=Path))
+@click.option("--column", default=None, help="Only this output column (module.column).")
+def lineage(blueprint: Path, column: str | None) -> None:
+    """Column-level lineage of a Blueprint, traced back to its Ingress columns."""
+    from aqueduct_dagster.blueprint import compile_blueprint
+
+    try:
+        manifest = compile_blueprint(blueprint)
+    except AqueductError as error:
+        _fail(error)
+
+    def roots(module_id: str, name: str, seen: frozenset = frozenset()) -> list[str]:
+        sources = manifest.modules[module_id].column_lineage.get(name, ()) if module_id in manifest.modules else ()
+        if not sources or (module_id, name) in seen:
+            return [f"{module_id}.{name}"]
+        return [r for s in sources for r in roots(s.module, s.column, seen | {(module_id, name)})]
+
+    shown = 0
+    for module in manifest.modules.values():
+        for name, sources in module.column_lineage.items():
+            if column and column != f"{module.id}.{name}":
+                continue
+            direct = ", ".join(f"{s.module}.{s.column}" for s in sources)
+            origin = ", ".join(sorted(set(roots(module.id, name))))
+            click.echo(f"{module.id}.{name} <- {direct}" + (f"   (from {origin})" if origin != direct else ""))
+            shown += 1
+    if not shown:
+        click.echo("no column lineage known (SQL Channels with known upstream columns have it)")
+
+
+@main.command()
+@click.option("--blueprint", "blueprint_id", default=None, help="Only this blueprint's runs.")
+@click.option("--limit", default=10, show_default=True)
+def runs(blueprint_id: str | None, limit: int) -> None:
+    """Recent blueprint runs: Dagster status and per-module metrics from the store."""
+    import dagster as dg
+
+    from aqueduct_dagster.config import load_config
+    from aqueduct_dagster.stores import default_store
+
+    config = load_config()
+    store = default_store(config.state_path, config)
+    instance = dg.DagsterInstance.get()
+    for run in store.runs(blueprint_id, limit=limit):
+        record = instance.get_run_by_id(run["run_id"])
+        status = record.status.value if record else "unknown"
+        click.echo(f"{run['run_id']}  {run['blueprint_id']}  {status:<8}  modules ok={run['modules_ok']} "
+                   f"failed={run['modules_failed']}  {run['duration_ms'] or 0} ms  started {run['started_at']}")  # fmt: skip
+        for metric in store.module_metrics(run["run_id"]):
+            rows = f"  rows={metric['rows_written']}" if metric["rows_written"] is not None else ""
+            click.echo(f"    {metric['module_id']:<24} {metric['status']:<8} {metric['duration_ms']} ms{rows}")
+
+
+@main.command()
 @click.argument("job")
 @click.option("-w", "--workspace", default="workspace.yaml", show_default=True)
 def run(job: str, workspace: str) -> None:

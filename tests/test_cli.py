@@ -52,3 +52,28 @@ def test_patch_commands_on_an_empty_queue(tmp_path):
 @pytest.mark.parametrize("args", [["--help"], ["patch", "--help"], ["heal", "--help"], ["compile", "--help"]])
 def test_help_for_each_command(args):
     assert invoke(*args).exit_code == 0
+
+
+def test_lineage_traces_columns_back_to_the_ingress(tmp_path):
+    path = tmp_path / "l.yml"
+    path.write_text(
+        'aqueduct: "1.0"\nid: l\nname: l\nmodules:\n'
+        "  - {id: raw, type: Ingress, config: {format: csv, path: x.csv, schema_hint: {order_id: int, amount: double}}}\n"
+        "  - {id: a, type: Channel, config: {op: sql, query: 'SELECT order_id AS id, amount * 2 AS doubled FROM raw'}}\n"
+        "  - {id: b, type: Channel, config: {op: sql, query: 'SELECT id, doubled AS total FROM a'}}\n"
+    )
+    result = invoke("lineage", str(path))
+    assert result.exit_code == 0
+    assert "b.total <- a.doubled   (from raw.amount)" in result.output
+    assert "a.id <- raw.order_id" in result.output
+
+
+def test_runs_lists_store_runs(tmp_path):
+    from aqueduct_dagster.stores import DuckDBStore
+
+    DuckDBStore(tmp_path / "s" / "aqueduct.duckdb").record_module_metric(
+        run_id="r1", blueprint_id="bp", module_id="raw", module_type="Ingress", status="success", duration_ms=5)
+    (tmp_path / "home").mkdir()
+    result = invoke("runs", env={"AQUEDUCT_STATE_DIR": str(tmp_path / "s"), "DAGSTER_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 0, result.output
+    assert "r1  bp  unknown" in result.output and "raw" in result.output

@@ -10,6 +10,7 @@ fails the step and skips everything downstream.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -175,9 +176,20 @@ def run_module_step(
     bound = resource.bound_manifest(manifest, context.run_id, _previous_run_id(context))
     spark = resource.session_for(bound)
     module = bound.module(module.id)
+    started = time.monotonic()
+
+    def record(status: str, rows: Any = None, detail: dict[str, Any] | None = None) -> None:
+        elapsed = int((time.monotonic() - started) * 1000)
+        resource.record(context.log, bound, lambda store: store.record_module_metric(
+            run_id=context.run_id, blueprint_id=bound.blueprint_id, module_id=module.id,
+            module_type=module.type, status=status, duration_ms=elapsed,
+            rows_written=int(rows) if isinstance(rows, (int, float)) else None, detail=detail,
+        ))  # fmt: skip
+
     try:
         result = execute_module(spark, module, frames)
     except ModuleFailed as failure:
+        record("failure", detail={"condition": failure.error.condition, "signature": failure.error.signature()})
         # Everything a healer needs, recorded in the event log with the failure itself.
         error = {
             "module_id": module.id,
@@ -190,6 +202,7 @@ def run_module_step(
             metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
             allow_retries=failure.transient,
         ) from failure
+    record("success", result.metadata.get("rows_written"))
     metadata = {k: _metadata_value(v) for k, v in result.metadata.items() if v is not None and k != "signals"}
     if module.type == "Probe":
         signals = result.metadata.get("signals", [])

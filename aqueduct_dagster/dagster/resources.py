@@ -26,6 +26,8 @@ class SparkResource(dg.ConfigurableResource):
     _session: Any = PrivateAttr(default=None)
     _applied_conf: set[str] = PrivateAttr(default_factory=set)
     _bound: dict[tuple[str, str], Manifest] = PrivateAttr(default_factory=dict)
+    _store: Any = PrivateAttr(default=None)
+    _lineage_recorded: set[str] = PrivateAttr(default_factory=set)
     _started_at: datetime | None = PrivateAttr(default=None)
 
     def bound_manifest(self, manifest: Manifest, run_id: str, prev_run_id: str | None) -> Manifest:
@@ -57,3 +59,25 @@ class SparkResource(dg.ConfigurableResource):
                     pass
             self._applied_conf.add(manifest.blueprint_id)
         return self._session
+
+    def record(self, log: Any, manifest: Manifest, write: Any) -> None:
+        """Write run facts to the framework store; a store problem never fails a pipeline."""
+        try:
+            if self._store is None:
+                from aqueduct_dagster.config import load_config
+                from aqueduct_dagster.stores import default_store
+
+                config = load_config()
+                self._store = default_store(config.state_path, config)
+            if manifest.fingerprint not in self._lineage_recorded:
+                edges = [
+                    (module.id, column, source.module, source.column)
+                    for module in manifest.modules.values()
+                    for column, sources in module.column_lineage.items()
+                    for source in sources
+                ]
+                self._store.record_lineage(manifest.blueprint_id, manifest.fingerprint, edges)
+                self._lineage_recorded.add(manifest.fingerprint)
+            write(self._store)
+        except Exception as error:  # noqa: BLE001 - observability must not break the run
+            log.warning(f"could not record run facts in the aqueduct store: {error}")

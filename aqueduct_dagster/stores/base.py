@@ -38,6 +38,16 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS aq_patches (
         patch_id VARCHAR PRIMARY KEY, blueprint_id VARCHAR NOT NULL, signature VARCHAR,
         status VARCHAR NOT NULL, path VARCHAR, heal_id VARCHAR, updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS aq_module_metrics (
+        run_id VARCHAR NOT NULL, blueprint_id VARCHAR NOT NULL, module_id VARCHAR NOT NULL,
+        module_type VARCHAR, status VARCHAR NOT NULL, duration_ms INTEGER, rows_written BIGINT,
+        detail_json VARCHAR, recorded_at TIMESTAMP NOT NULL, PRIMARY KEY (run_id, module_id))""",
+    """CREATE TABLE IF NOT EXISTS aq_column_lineage (
+        blueprint_id VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, module_id VARCHAR NOT NULL,
+        column_name VARCHAR NOT NULL, source_module VARCHAR NOT NULL, source_column VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS aq_depot (
+        namespace VARCHAR NOT NULL, key VARCHAR NOT NULL, value VARCHAR, run_id VARCHAR,
+        committed BOOLEAN NOT NULL, updated_at TIMESTAMP NOT NULL, PRIMARY KEY (namespace, key, committed))""",
     """CREATE TABLE IF NOT EXISTS aq_benchmark_results (
         result_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, scenario_id VARCHAR NOT NULL,
         healer VARCHAR NOT NULL, passed BOOLEAN NOT NULL, attempts INTEGER, input_tokens INTEGER,
@@ -228,6 +238,90 @@ class Store(ABC):
         )
         keys = ("patch_id", "blueprint_id", "signature", "status", "path", "heal_id")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # ------------------------------------------------------------------ runs and modules
+
+    def record_module_metric(self, *, run_id: str, blueprint_id: str, module_id: str, module_type: str,
+                             status: str, duration_ms: int, rows_written: int | None = None,
+                             detail: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """One module of one run (a retried module keeps its last attempt)."""
+        self.execute("DELETE FROM aq_module_metrics WHERE run_id = ? AND module_id = ?", (run_id, module_id))
+        self.execute(
+            "INSERT INTO aq_module_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, blueprint_id, module_id, module_type, status, duration_ms, rows_written,
+             json.dumps(detail or {}, default=str), utc_now()),
+        )  # fmt: skip
+
+    def module_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT module_id, module_type, status, duration_ms, rows_written FROM aq_module_metrics "
+            "WHERE run_id = ? ORDER BY recorded_at, module_id",
+            (run_id,),
+        )
+        keys = ("module_id", "module_type", "status", "duration_ms", "rows_written")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def runs(self, blueprint_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Runs seen by the store, newest first, with per-run module counts."""
+        where, params = ("WHERE blueprint_id = ?", (blueprint_id,)) if blueprint_id else ("", ())
+        rows = self.execute(
+            "SELECT run_id, blueprint_id, MIN(recorded_at) AS started, "
+            "SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN status = 'failure' THEN 1 ELSE 0 END), SUM(duration_ms) "
+            f"FROM aq_module_metrics {where} GROUP BY run_id, blueprint_id ORDER BY started DESC LIMIT {int(limit)}",
+            params,
+        )
+        keys = ("run_id", "blueprint_id", "started_at", "modules_ok", "modules_failed", "duration_ms")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # ------------------------------------------------------------------ column lineage
+
+    def record_lineage(self, blueprint_id: str, fingerprint: str, edges: list[tuple[str, str, str, str]]) -> None:
+        """(module, column, source module, source column) edges of one compiled Blueprint version."""
+        if self.execute(
+            "SELECT COUNT(*) FROM aq_column_lineage WHERE blueprint_id = ? AND fingerprint = ?", (blueprint_id, fingerprint)
+        )[0][0]:
+            return
+        for module_id, column, source_module, source_column in edges:
+            self.execute(
+                "INSERT INTO aq_column_lineage VALUES (?, ?, ?, ?, ?, ?)",
+                (blueprint_id, fingerprint, module_id, column, source_module, source_column),
+            )
+
+    def lineage(self, blueprint_id: str, fingerprint: str) -> list[tuple[str, str, str, str]]:
+        rows = self.execute(
+            "SELECT module_id, column_name, source_module, source_column FROM aq_column_lineage "
+            "WHERE blueprint_id = ? AND fingerprint = ? ORDER BY module_id, column_name, source_module",
+            (blueprint_id, fingerprint),
+        )
+        return [tuple(row) for row in rows]
+
+    # ------------------------------------------------------------------ depot (key/values, watermarks)
+
+    def depot_stage(self, namespace: str, key: str, value: str, run_id: str) -> None:
+        """Write a value for a run; readers see it only once the run commits it."""
+        self.execute("DELETE FROM aq_depot WHERE namespace = ? AND key = ? AND committed = ?", (namespace, key, False))
+        self.execute("INSERT INTO aq_depot VALUES (?, ?, ?, ?, ?, ?)", (namespace, key, value, run_id, False, utc_now()))
+
+    def depot_commit(self, namespace: str, run_id: str) -> int:
+        """Promote the values a (successful) run staged; returns how many."""
+        staged = self.execute(
+            "SELECT key, value FROM aq_depot WHERE namespace = ? AND run_id = ? AND committed = ?",
+            (namespace, run_id, False),
+        )
+        for key, value in staged:
+            self.execute("DELETE FROM aq_depot WHERE namespace = ? AND key = ?", (namespace, key))
+            self.execute("INSERT INTO aq_depot VALUES (?, ?, ?, ?, ?, ?)", (namespace, key, value, run_id, True, utc_now()))
+        return len(staged)
+
+    def depot_discard(self, namespace: str, run_id: str) -> None:
+        self.execute("DELETE FROM aq_depot WHERE namespace = ? AND run_id = ? AND committed = ?", (namespace, run_id, False))
+
+    def depot_get(self, namespace: str, key: str, default: str | None = None) -> str | None:
+        rows = self.execute(
+            "SELECT value FROM aq_depot WHERE namespace = ? AND key = ? AND committed = ?", (namespace, key, True)
+        )
+        return rows[0][0] if rows else default
 
     # ------------------------------------------------------------------ benchmark
 

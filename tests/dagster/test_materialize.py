@@ -110,3 +110,18 @@ def test_partial_materialization_without_upstream_is_a_clear_error(spark, demo_p
     message = failure.event_specific_data.error.to_string()
     assert "'orders_daily/clean_orders' was not materialized in this run" in message
     assert "dagster asset materialize --select" in message
+
+
+def test_module_metrics_and_lineage_land_in_the_store(spark, demo_project, tmp_path, monkeypatch):
+    from aqueduct_dagster.stores import DuckDBStore
+
+    monkeypatch.setenv("AQUEDUCT_STATE_DIR", str(tmp_path / "state"))
+    result = _run(build_definitions(demo_project["blueprints"]))
+    assert result.success
+    store = DuckDBStore(tmp_path / "state" / "aqueduct.duckdb")
+    metrics = {m["module_id"]: m for m in store.module_metrics(result.run_id)}
+    assert set(metrics) == {"raw_orders", "clean_orders", "orders_delta"}
+    assert metrics["orders_delta"]["rows_written"] == demo_project["valid_orders"]
+    assert all(m["status"] == "success" for m in metrics.values())
+    [run] = store.runs("orders_daily")
+    assert run["run_id"] == result.run_id and run["modules_ok"] == 3

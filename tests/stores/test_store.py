@@ -75,3 +75,34 @@ def test_migrate_from_two_processes_at_once(store_target):
     store = store_target.open()
     assert store.execute("SELECT version FROM aq_schema_version") == [(SCHEMA_VERSION,)]
     assert store.heal_attempts() == []
+
+
+def test_module_metrics_and_runs(store):
+    store.record_module_metric(run_id="r1", blueprint_id="bp", module_id="raw", module_type="Ingress",
+                               status="success", duration_ms=120)  # fmt: skip
+    store.record_module_metric(run_id="r1", blueprint_id="bp", module_id="out", module_type="Egress",
+                               status="failure", duration_ms=80, detail={"condition": "PATH_NOT_FOUND"})  # fmt: skip
+    store.record_module_metric(run_id="r1", blueprint_id="bp", module_id="out", module_type="Egress",
+                               status="success", duration_ms=90, rows_written=7)  # a retry replaces the attempt
+    assert [(m["module_id"], m["status"], m["rows_written"]) for m in store.module_metrics("r1")] == [
+        ("raw", "success", None), ("out", "success", 7)]  # fmt: skip
+    [run] = store.runs("bp")
+    assert (run["run_id"], run["modules_ok"], run["modules_failed"], run["duration_ms"]) == ("r1", 2, 0, 210)
+
+
+def test_column_lineage_is_recorded_once_per_version(store):
+    edges = [("clean", "amount", "raw", "amount"), ("clean", "id", "raw", "order_id")]
+    store.record_lineage("bp", "fp1", edges)
+    store.record_lineage("bp", "fp1", edges)
+    assert store.lineage("bp", "fp1") == sorted(edges)
+    assert store.lineage("bp", "fp2") == []
+
+
+def test_depot_values_are_visible_only_after_commit(store):
+    store.depot_stage("bp", "watermark", "2026-01-01", "r1")
+    assert store.depot_get("bp", "watermark", "1900-01-01") == "1900-01-01"
+    assert store.depot_commit("bp", "r1") == 1
+    assert store.depot_get("bp", "watermark") == "2026-01-01"
+    store.depot_stage("bp", "watermark", "2026-02-01", "r2")
+    store.depot_discard("bp", "r2")  # the run failed: the watermark does not advance
+    assert store.depot_get("bp", "watermark") == "2026-01-01"
