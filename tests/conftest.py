@@ -29,3 +29,18 @@ def spark(tmp_path_factory):
     )
     yield session
     session.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A `spark`-marked test must use the `spark` fixture.
+
+    Whoever starts the JVM first fixes its static settings (jars, warehouse dir); if a test
+    started it through some other path, later tests would see a session the suite did not
+    configure, and results would depend on test order.
+    """
+    offenders = [item.nodeid for item in items if item.get_closest_marker("spark") and "spark" not in item.fixturenames]
+    if offenders:
+        raise pytest.UsageError(
+            "spark-marked tests must request the `spark` fixture (or usefixtures('spark')):\n  "
+            + "\n  ".join(offenders)
+        )

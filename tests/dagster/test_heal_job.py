@@ -15,7 +15,8 @@ from aqueduct_dagster.dagster import build_definitions
 from aqueduct_dagster.dagster.healing import aqueduct_heal_job
 from tests.support.scripted_llm import scripted_llm
 
-pytestmark = pytest.mark.spark
+# Request the suite's session so it is the one that starts the JVM, whatever the test order.
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
 
 LLM_FIX = {
     "rationale": "only orders above 100 are publishable; filter them in clean_orders",

@@ -9,7 +9,8 @@ from deltalake import DeltaTable
 
 from aqueduct_dagster.dagster import build_definitions
 
-pytestmark = pytest.mark.spark
+# Request the suite's session so it is the one that starts the JVM, whatever the test order.
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
 KEY = dg.AssetKey
 
 BLUEPRINT = """\

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from aqueduct_dagster.cli import main
 from aqueduct_dagster.testing import AqTestError, run_aqtest_file
 
-pytestmark = pytest.mark.spark
+# Request the suite's session so it is the one that starts the JVM, whatever the test order.
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
 REPO = Path(__file__).resolve().parents[2]
 GALLERY_AQTESTS = Path(os.environ.get("AQUEDUCT_SHARED", REPO.parent / "shared")) / "reference/aqueduct-gallery/aqtests"
 
