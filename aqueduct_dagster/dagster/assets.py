@@ -19,6 +19,7 @@ import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.dagster.io_manager import CONSUMERS_METADATA_KEY
+from aqueduct_dagster.dagster.retry import effective_retry
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData, safe_name
 
 SPARK_RESOURCE_KEY = "aqueduct_spark"
@@ -150,6 +151,7 @@ def _module_asset(
         check_specs=check_specs,
         required_resource_keys={SPARK_RESOURCE_KEY},
         can_subset=False,
+        retry_policy=effective_retry(manifest, module),
     )
     def _compute(context, **inputs):  # annotations stay off: Dagster inspects them at runtime
         yield from run_module_step(

@@ -267,21 +267,25 @@ def test_timeout_polls_until_the_signal_passes(module):
     assert clock.sleeps == [2, 2, 2]
 
 
-def test_timeout_ends_closed_after_a_bounded_number_of_polls(module):
+def test_timeout_opens_the_gate_after_a_bounded_number_of_polls(module):
+    # Aqueduct documents the timeout as a fallback: no passing signal in time -> the gate opens.
     gate = _regulator(module, "skip", timeout_seconds=5, poll_seconds=2)
     clock = _Clock()
     calls = []
     decision = poll_regulator(
         gate, [FAILED], lambda: calls.append(1) or [FAILED], sleep=clock.sleep, clock=clock
     )
-    assert not decision.open and decision.timed_out
+    assert decision.open and decision.timed_out
     assert clock.sleeps == [2, 2, 1], "the last wait stops at the timeout"
     assert decision.evaluations == 4 == len(calls) + 1
-    assert decision.reason.endswith("(still closed after 5 s, 4 evaluations)")
+    assert decision.reason.endswith("opened by the timeout fallback after 5 s (4 evaluations)")
 
     no_recompute = poll_regulator(gate, [FAILED], None, sleep=clock.sleep, clock=clock)
-    assert not no_recompute.open and no_recompute.evaluations == 1
+    assert no_recompute.open and no_recompute.timed_out and no_recompute.evaluations == 1
     assert "nothing re-evaluates the signals" in no_recompute.reason
+
+    no_timeout = poll_regulator(_regulator(module, "skip"), [FAILED], None, sleep=clock.sleep, clock=clock)
+    assert not no_timeout.open and not no_timeout.timed_out
 
 
 def test_regulator_polls_a_probe_signals_recompute_in_real_time(run_spark, module, people):
@@ -291,7 +295,8 @@ def test_regulator_polls_a_probe_signals_recompute_in_real_time(run_spark, modul
     started = time.monotonic()
     result = execute_module(run_spark, gate, {"data": people, "probe_signal": signals})
     elapsed = time.monotonic() - started
-    assert result.metadata["skipped"] is True and result.metadata["decision"]["timed_out"]
+    assert "main" in result.outputs and "skipped" not in result.metadata
+    assert result.metadata["decision"]["timed_out"] and result.metadata["regulator"] == "open"
     assert 0.3 <= elapsed < 3 and 2 <= len(calls) <= 4
 
 

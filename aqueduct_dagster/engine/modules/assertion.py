@@ -6,7 +6,8 @@ Failed rules with `on_fail: abort` or `trigger_agent` block the run; `warn`, `qu
 and `webhook` are reported and let the data through (webhooks belong to later layers, the
 action is kept in each RuleResult).
 
-Quarantine: the row-level rules (`not_null`, `sql_row`) with `on_fail: quarantine` take their
+Quarantine: the row-level rules (`not_null`, `sql_row`, `freshness` judged per row: older than
+`max_age_hours`, or no timestamp) with `on_fail: quarantine` take their
 violating rows out of `main` and put them on the `spillway` port with `_aq_error_*` columns, a
 row breaking several such rules once, under the first it breaks. Both frames are lazy
 filters; the counts (per rule, and rows quarantined in all, which `spillway_rate` judges)
@@ -172,12 +173,20 @@ def _violation(rule: AssertRule) -> Column | None:
     if rule.type == "sql_row" and rule.expr:
         # Rows where the predicate is false or null break the rule.
         return ~F.coalesce(F.expr(rule.expr), F.lit(False))
+    if rule.type == "freshness" and rule.column and rule.max_age_hours is not None:
+        # Per row: its own timestamp against the limit; a missing or unreadable one is stale.
+        age_micros = F.unix_micros(F.current_timestamp()) - F.unix_micros(
+            F.col(rule.column).try_cast("timestamp")
+        )
+        return F.coalesce(age_micros > F.lit(rule.max_age_hours * 3_600_000_000), F.lit(True))
     return None
 
 
 def _violation_message(rule: AssertRule) -> str:
     if rule.type == "not_null":
         return f"'{rule.column}' is null"
+    if rule.type == "freshness":
+        return f"'{rule.column}' is older than {rule.max_age_hours} h (or missing)"
     return f"row breaks `{rule.expr}`"
 
 

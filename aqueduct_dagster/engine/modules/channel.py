@@ -79,6 +79,15 @@ def execute_channel(
             {"op": op},
             hint=f"use one of: {', '.join(sorted(_OPS))}",
         )
+    if getattr(module.spec, "materialize", None) == "incremental":
+        # Running the query in full instead would reprocess (and re-append) every row.
+        raise ConditionError(
+            "AQ_INCREMENTAL_UNSUPPORTED",
+            "materialize: incremental (a watermark kept in the Depot between runs) is not "
+            "supported by the Spark engine yet",
+            {"materialize": "incremental", "watermark_column": module.spec.watermark_column or ""},
+            hint="remove `materialize: incremental` and filter on the watermark in the query",
+        )
     metadata: dict[str, Any] = {"op": op}
     frame = operation(spark, module, config, inputs, metadata)
     outputs = {"main": frame}

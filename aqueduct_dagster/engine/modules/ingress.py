@@ -50,6 +50,12 @@ _SUFFIX_FORMATS = {
     ".xml": "xml",
 }
 
+#: JDBC URL prefix -> driver class. Jars given through `spark.jars` are invisible to
+#: java.sql.DriverManager ("No suitable driver"), so Spark must be told the class by name.
+_JDBC_DRIVERS = {
+    "jdbc:postgresql:": "org.postgresql.Driver",
+}
+
 
 def execute_ingress(
     spark: SparkSession, module: CompiledModule, inputs: Mapping[str, DataFrame]
@@ -69,6 +75,10 @@ def execute_ingress(
             options.setdefault("header", "true" if config.header else "false")
         if config.infer_schema is not None:
             options.setdefault("inferSchema", "true" if config.infer_schema else "false")
+    if fmt == "jdbc" and "driver" not in options:
+        driver = jdbc_driver(options.get("url", ""))
+        if driver:
+            options["driver"] = driver
     if config.time_travel is not None:
         if config.time_travel.version is not None:
             options["versionAsOf"] = str(config.time_travel.version)
@@ -102,6 +112,12 @@ def execute_ingress(
         "columns": schema_facts(frame),
     }
     return ModuleResult(outputs={"main": frame}, metadata=metadata)
+
+
+def jdbc_driver(url: str) -> str | None:
+    """The driver class for a JDBC URL this project ships a driver for, else None."""
+    lowered = url.strip().lower()
+    return next((cls for prefix, cls in _JDBC_DRIVERS.items() if lowered.startswith(prefix)), None)
 
 
 def _format_from_path(spark: SparkSession, path: str | None) -> str:

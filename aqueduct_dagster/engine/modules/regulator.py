@@ -100,18 +100,23 @@ def poll_regulator(
     clock: Callable[[], float] = time.monotonic,
 ) -> RegulatorDecision:
     """`evaluate_regulator`, then, while closed and `timeout_seconds` is set, re-evaluate
-    `recompute()` every `poll_seconds` until the gate opens or the timeout ends."""
+    `recompute()` every `poll_seconds` until the gate opens or the timeout ends.
+
+    A timeout is a fallback, as Aqueduct documents it: when no passing signal arrives in
+    time, the gate opens (`timed_out` says so). `on_block` applies to gates without one.
+    """
     config: RegulatorConfig = module.config
     decision = evaluate_regulator(module, signals)
     timeout = config.timeout_seconds or 0
     if decision.open or timeout <= 0:
         return decision
     if recompute is None:
+        # Nothing can change the signals while we wait: take the fallback now.
         return replace(
-            decision,
-            reason=decision.reason + f"; timeout_seconds={timeout:g} is set, but nothing "
-            "re-evaluates the signals, so there was nothing to wait for",
-        )
+            decision, open=True, timed_out=True,
+            reason=decision.reason + f"; opened by the timeout fallback (timeout_seconds={timeout:g}, "
+            "nothing re-evaluates the signals)",
+        )  # fmt: skip
     poll = min(config.poll_seconds or DEFAULT_POLL_SECONDS, timeout)
     deadline = clock() + timeout
     evaluations = 1
@@ -123,9 +128,10 @@ def poll_regulator(
             return replace(decision, evaluations=evaluations)
     return replace(
         decision,
+        open=True,
         evaluations=evaluations,
         timed_out=True,
-        reason=f"{decision.reason} (still closed after {timeout:g} s, {evaluations} evaluations)",
+        reason=f"{decision.reason}; opened by the timeout fallback after {timeout:g} s ({evaluations} evaluations)",
     )
 
 
