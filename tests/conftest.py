@@ -19,6 +19,20 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL for the whole session (started on first use, stopped at the end)."""
+    from tests.support.postgres import PostgresUnavailable, running_postgres
+
+    context = running_postgres()
+    try:
+        server = context.__enter__()
+    except PostgresUnavailable as reason:
+        pytest.skip(str(reason))
+    yield server
+    context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """The suite's SparkSession (local[2], Delta configured, state under a temp folder)."""
     from aqueduct_dagster.engine.session import create_base_session

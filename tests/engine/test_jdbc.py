@@ -13,7 +13,7 @@ import pytest
 from aqueduct_dagster.engine.errors import ModuleFailed
 from aqueduct_dagster.engine.registry import execute_module
 from aqueduct_dagster.engine.runner import run_manifest
-from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.postgres import PostgresServer
 
 from .conftest import build_manifest, build_module
 
@@ -22,14 +22,8 @@ PASSWORD = "s3cr3t-Pw-for-jdbc"
 
 
 @pytest.fixture(scope="module")
-def postgres() -> PostgresServer:
-    context = running_postgres()
-    try:
-        server = context.__enter__()
-    except PostgresUnavailable as reason:
-        pytest.skip(str(reason))
-    yield server
-    context.__exit__(None, None, None)
+def postgres(postgres_server: PostgresServer) -> PostgresServer:
+    return postgres_server
 
 
 @pytest.fixture(scope="module")

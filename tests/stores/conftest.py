@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from aqueduct_dagster.stores import DuckDBStore, PostgresStore, Store
-from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.postgres import PostgresServer
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,6 @@ class StoreTarget:
 
 def open_store(backend: str, location: str) -> Store:
     return DuckDBStore(location) if backend == "duckdb" else PostgresStore(location)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> PostgresServer:
-    context = running_postgres()
-    try:
-        server = context.__enter__()
-    except PostgresUnavailable as reason:
-        pytest.skip(str(reason))
-    yield server
-    context.__exit__(None, None, None)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
