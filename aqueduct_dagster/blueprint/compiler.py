@@ -1,6 +1,8 @@
 """Compile a Blueprint file into a Manifest: load -> template -> validate -> wire -> analyse.
 
-Pure: no Spark, no Dagster. Every problem is a BlueprintError pointing at file:line:column.
+Each Arcade's sub-Blueprint goes through the same steps and is then flattened into its
+parent (`arcade.py`). Pure: no Spark, no Dagster. Every problem is a BlueprintError pointing
+at file:line:column.
 """
 
 from __future__ import annotations
@@ -8,12 +10,22 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aqueduct_dagster
+from aqueduct_dagster.blueprint.arcade import (
+    BlueprintUnit,
+    FlatGraph,
+    PlacedModule,
+    arcade_file,
+    dotted_overrides,
+    flatten,
+    inside,
+)
 from aqueduct_dagster.blueprint.functions import CompileFacts
-from aqueduct_dagster.blueprint.graph import ModuleGraph, build_graph
+from aqueduct_dagster.blueprint.graph import build_graph
 from aqueduct_dagster.blueprint.lineage import (
     SINGLE_INPUT_ALIAS,
     analysable_sql,
@@ -31,7 +43,7 @@ from aqueduct_dagster.blueprint.manifest import (
     Provenance,
     fingerprint_of,
 )
-from aqueduct_dagster.blueprint.models import Blueprint
+from aqueduct_dagster.blueprint.models import Udf
 from aqueduct_dagster.blueprint.suggest import did_you_mean, one_of
 from aqueduct_dagster.blueprint.templating import TemplateSettings, resolve_templates
 from aqueduct_dagster.blueprint.validation import validate_blueprint
@@ -117,12 +129,13 @@ def _compile(
         context_overrides=dict(context_overrides or {}),
         profile=profile,
     )
-    templated = resolve_templates(document, settings)
-    blueprint = validate_blueprint(templated.data, document)
-    graph = build_graph(blueprint, document)
-    modules = _compiled_modules(blueprint, graph, document)
-    provenance = _provenance(templated.provenance, templated.context_provenance, blueprint, graph)
-    context = templated.data.get("context", {})
+    root = _unit(document, settings, absolute_path, chain=(), files=())
+    _expand_arcades(root, settings.facts)
+    blueprint = root.blueprint
+    flat = flatten(root)
+    modules = _compiled_modules(flat)
+    provenance = _provenance(root)
+    context = root.templated.data.get("context", {})
     manifest_fingerprint = fingerprint_of(
         {
             "modules": {m.id: m.fingerprint for m in modules.values()},
@@ -142,13 +155,76 @@ def _compile(
         retry_policy=blueprint.retry_policy,
         agent=blueprint.agent,
         hooks=blueprint.hooks,
-        udf_registry=tuple(blueprint.udf_registry),
+        udf_registry=_udfs(root),
         modules=modules,
-        edges=graph.edges,
+        edges=flat.edges,
         provenance=provenance,
-        warnings=tuple(graph.warnings),
+        warnings=tuple(flat.warnings),
         fingerprint=manifest_fingerprint,
     )
+
+
+def _unit(
+    document: BlueprintDocument,
+    settings: TemplateSettings,
+    absolute_path: Path | None,
+    chain: tuple[str, ...],
+    files: tuple[Path, ...],
+) -> BlueprintUnit:
+    templated = resolve_templates(document, settings)
+    blueprint = validate_blueprint(templated.data, document)
+    graph = build_graph(blueprint, document)
+    return BlueprintUnit(
+        document=document,
+        templated=templated,
+        blueprint=blueprint,
+        graph=graph,
+        absolute_path=absolute_path,
+        chain=chain,
+        files=files + ((absolute_path,) if absolute_path else ()),
+    )
+
+
+def _expand_arcades(unit: BlueprintUnit, root_facts: CompileFacts) -> None:
+    """Load every Arcade's sub-Blueprint of `unit`, recursively, into `unit.children`."""
+    for arcade_id in unit.arcades():
+        spec = unit.spec(arcade_id)
+        display, resolved = arcade_file(unit, arcade_id)
+        chain = unit.chain + (arcade_id,)
+        # The run is the root Blueprint's; file-relative facts follow the file that uses them.
+        facts = replace(
+            root_facts, blueprint_path=str(resolved), blueprint_dir=str(resolved.parent)
+        )
+        settings = TemplateSettings(
+            facts=facts,
+            context_overrides=dotted_overrides(spec.context_override),
+            inherited_context=unit.templated.data.get("context", {}),
+            arcade=arcade_id,
+        )
+        try:
+            try:
+                text = resolved.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise BlueprintError(
+                    f"cannot read the Arcade file: {error}", location=SourceLocation(display)
+                ) from None
+            child = _unit(load_document(text, display), settings, resolved, chain, unit.files)
+        except BlueprintError as error:
+            raise inside(error, chain) from None
+        unit.children[arcade_id] = child
+        _expand_arcades(child, root_facts)
+
+
+def _udfs(root: BlueprintUnit) -> tuple[Udf, ...]:
+    """The UDFs of the Blueprint and its sub-Blueprints (the outer one wins on an id)."""
+    udfs: dict[str, Udf] = {}
+    pending = [root]
+    while pending:
+        unit = pending.pop(0)
+        for udf in unit.blueprint.udf_registry:
+            udfs.setdefault(udf.id, udf)
+        pending.extend(unit.children.values())
+    return tuple(udfs.values())
 
 
 def _facts(
@@ -173,45 +249,52 @@ def _facts(
 # -------------------------------------------------------------------------- modules
 
 
-def _compiled_modules(
-    blueprint: Blueprint, graph: ModuleGraph, document: BlueprintDocument
-) -> dict[str, CompiledModule]:
-    positions = {m.id: i for i, m in enumerate(blueprint.modules)}
-    specs = {m.id: m for m in blueprint.modules}
+def _compiled_modules(flat: FlatGraph) -> dict[str, CompiledModule]:
     registered = {
-        str(m.config.register_as_table).lower()
-        for m in blueprint.modules
-        if m.type == "Egress" and m.config.register_as_table
+        str(m.spec.config.register_as_table).lower()
+        for m in flat.modules.values()
+        if m.spec.type == "Egress" and m.spec.config.register_as_table
     }
     output_columns: dict[str, list[str] | None] = {}
     compiled: dict[str, CompiledModule] = {}
-    for module_id in graph.order:
-        spec = specs[module_id]
-        inputs = graph.inputs[module_id]
-        path = ("modules", positions[module_id])
-        lineage: dict[str, tuple[ColumnSource, ...]] = {}
-        columns = _passed_through_columns(spec, inputs, output_columns)
-        query = _checked_query(spec, inputs, document, path, registered)
-        if query is not None:
-            lineage, columns = _sql_lineage(query, inputs, output_columns)
-        output_columns[module_id] = columns
-        location = document.location(path)
-        compiled[module_id] = CompiledModule(
-            id=module_id,
-            type=spec.type,
-            spec=spec,
-            inputs=inputs,
-            after=graph.after[module_id],
-            location=Location(file=location.file, line=location.line, column=location.column),
-            column_lineage=lineage,
-            fingerprint=fingerprint_of(
-                {
-                    "spec": spec.model_dump(mode="json", by_alias=True),
-                    "inputs": [i.model_dump(mode="json") for i in inputs],
-                }
-            ),
-        )
+    for module_id in flat.order:
+        placed = flat.modules[module_id]
+        try:
+            compiled[module_id] = _compiled_module(placed, registered, output_columns)
+        except BlueprintError as error:
+            raise inside(error, placed.arcade) from None
     return compiled
+
+
+def _compiled_module(
+    placed: PlacedModule,
+    registered: set[str],
+    output_columns: dict[str, list[str] | None],
+) -> CompiledModule:
+    spec, inputs, document = placed.spec, placed.inputs, placed.document
+    lineage: dict[str, tuple[ColumnSource, ...]] = {}
+    columns = _passed_through_columns(spec, inputs, output_columns)
+    query = _checked_query(spec, inputs, document, placed.path, registered)
+    if query is not None:
+        lineage, columns = _sql_lineage(query, inputs, output_columns)
+    output_columns[placed.id] = columns
+    location = document.location(placed.path)
+    return CompiledModule(
+        id=placed.id,
+        type=spec.type,
+        spec=spec,
+        inputs=inputs,
+        after=placed.after,
+        location=Location(file=location.file, line=location.line, column=location.column),
+        column_lineage=lineage,
+        fingerprint=fingerprint_of(
+            {
+                "spec": spec.model_dump(mode="json", by_alias=True),
+                "inputs": [i.model_dump(mode="json") for i in inputs],
+            }
+        ),
+        arcade=placed.arcade,
+    )
 
 
 def _checked_query(
@@ -368,24 +451,30 @@ def _column_names(entries: list[Any]) -> list[str] | None:
 # -------------------------------------------------------------------------- provenance
 
 
-def _provenance(
-    by_path: Mapping[tuple[Any, ...], Provenance],
-    context_provenance: Mapping[str, Provenance],
-    blueprint: Blueprint,
-    graph: ModuleGraph,
-) -> dict[str, Provenance]:
-    """Document paths -> dotted Manifest paths (`modules.<id>.config.query`, `context.x`)."""
-    kept = set(graph.order)
-    ids = [m.id for m in blueprint.modules]
+def _provenance(root: BlueprintUnit) -> dict[str, Provenance]:
+    """Document paths -> dotted Manifest paths (`modules.<id>.config.query`, `context.x`).
+
+    A sub-Blueprint's values appear under their namespaced ids, located in their own file.
+    """
     result: dict[str, Provenance] = {}
-    for path, provenance in by_path.items():
-        if path[0] == "modules":
-            if len(path) < 3 or not isinstance(path[1], int) or ids[path[1]] not in kept:
-                continue
-            dotted = ".".join(["modules", ids[path[1]], *map(str, path[2:])])
-        else:
-            dotted = ".".join(map(str, path))
-        result[dotted] = provenance
-    for key, provenance in context_provenance.items():
+    pending = [(root, "")]
+    while pending:
+        unit, prefix = pending.pop(0)
+        kept = set(unit.graph.order)
+        ids = [m.id for m in unit.blueprint.modules]
+        for path, provenance in unit.templated.provenance.items():
+            if path[0] == "modules":
+                if len(path) < 3 or not isinstance(path[1], int) or ids[path[1]] not in kept:
+                    continue
+                dotted = ".".join(["modules", prefix + ids[path[1]], *map(str, path[2:])])
+            elif unit is root:
+                dotted = ".".join(map(str, path))
+            else:
+                continue  # the Manifest's other fields are the root Blueprint's
+            result[dotted] = provenance
+        pending.extend(
+            (child, f"{prefix}{arcade_id}__") for arcade_id, child in unit.children.items()
+        )
+    for key, provenance in root.templated.context_provenance.items():
         result[f"context.{key}"] = provenance
     return result

@@ -81,6 +81,15 @@ class CompiledModule(Frozen):
     #: Output column -> the upstream columns it is computed from (empty when unknown).
     column_lineage: dict[str, tuple[ColumnSource, ...]] = Field(default_factory=dict)
     fingerprint: str = ""
+    #: The Arcades this module was expanded from, outermost first (empty for a module written
+    #: in the Blueprint itself); its id is then `<arcade>__...__<local_id>`.
+    arcade: tuple[str, ...] = ()
+
+    @property
+    def local_id(self) -> str:
+        """The id as written in its own (sub-)Blueprint file."""
+        prefix = "".join(f"{name}__" for name in self.arcade)
+        return self.id[len(prefix) :]
 
     @property
     def label(self) -> str:

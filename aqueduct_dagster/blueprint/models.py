@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+#: Validation-context flag for re-validating a compiled Manifest: its Arcade modules carry
+#: compiler-generated `<arcade>__<child>` ids, which user-written ids may not use.
+GENERATED_IDS = "aqueduct_generated_ids"
 
 
 class Strict(BaseModel):
@@ -360,10 +364,10 @@ class ModuleBase(Strict):
 
     @field_validator("id")
     @classmethod
-    def _id_is_a_plain_name(cls, value: str) -> str:
+    def _id_is_a_plain_name(cls, value: str, info: ValidationInfo) -> str:
         if not value or not value.strip():
             raise ValueError("module id must not be empty")
-        if "__" in value:
+        if "__" in value and not (info.context or {}).get(GENERATED_IDS):
             raise ValueError(
                 f"module id '{value}' contains '__', which is reserved for Arcade namespacing"
             )

@@ -15,6 +15,7 @@ from aqueduct_dagster.blueprint.functions import (
     substitute,
 )
 from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.blueprint.models import GENERATED_IDS
 from aqueduct_dagster.errors import ConfigError
 
 #: Top-level Manifest fields that describe the Blueprint rather than configure a run.
@@ -50,7 +51,7 @@ def bind_runtime(manifest: Manifest, run: RunInfo) -> Manifest:
 
     data = manifest.model_dump(mode="python", by_alias=True)
     bound = {key: value if key in _NOT_BOUND else bind(value) for key, value in data.items()}
-    return Manifest.model_validate(bound)
+    return Manifest.model_validate(bound, context={GENERATED_IDS: True})
 
 
 def reveal_secrets(value: Any, env: Mapping[str, str] | None = None) -> Any:

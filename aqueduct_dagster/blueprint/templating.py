@@ -110,6 +110,10 @@ class TemplateSettings:
     facts: CompileFacts
     context_overrides: Mapping[str, Any] = field(default_factory=dict)
     profile: str | None = None
+    #: Resolved context below the file's own `context:` (an Arcade's parent context).
+    inherited_context: Mapping[str, Any] = field(default_factory=dict)
+    #: The Arcade whose `context_override` these overrides are (None: they came from --ctx).
+    arcade: str | None = None
 
 
 def resolve_templates(
@@ -171,6 +175,19 @@ class _Templater:
         self._resolved: dict[tuple[str, ...], Resolution] = {}
         self._context_stack: list[tuple[str, ...]] = []
         self._macro_stack: list[str] = []
+        self._keep_resolved_values(self.context, ())
+
+    def _keep_resolved_values(self, node: dict[str, Any], prefix: tuple[str, ...]) -> None:
+        """Inherited context and an Arcade's context_override were resolved by the parent;
+        like any substituted text, they are not scanned again."""
+        for key, value in node.items():
+            parts = prefix + (key,)
+            if isinstance(value, dict) and value:
+                self._keep_resolved_values(value, parts)
+                continue
+            origin = self._origin(parts)
+            if origin.path is None and (origin.kind == "context" or self.settings.arcade):
+                self._resolved[parts] = Resolution(copy.deepcopy(value))
 
     # ------------------------------------------------------------------ entry point
 
@@ -270,7 +287,9 @@ class _Templater:
     ) -> BlueprintError:
         if where.path is None:
             location = SourceLocation(self.document.source_path)
-            message = f"{message} (in --ctx override {where.label})"
+            arcade = self.settings.arcade
+            source = f"Arcade '{arcade}' context_override" if arcade else "--ctx override"
+            message = f"{message} (in {source} {where.label})"
         elif where.exact and offset is not None:
             location = self.document.location_within(where.path, offset)
         else:
@@ -329,8 +348,12 @@ class _Templater:
                 + did_you_mean(dotted, known),
                 where,
                 offset,
-                hint=f"defined keys: {one_of(known)}; add it under `context:` or pass --ctx "
-                f"{dotted}=...",
+                hint=f"defined keys: {one_of(known)}; add it under `context:` or "
+                + (
+                    f"to Arcade '{self.settings.arcade}'s context_override"
+                    if self.settings.arcade
+                    else f"pass --ctx {dotted}=..."
+                ),
             )
         resolution = self._context_path(parts)
         origin = self._origin(parts)
@@ -450,6 +473,9 @@ class _Templater:
         return value
 
     def _merge_context_layers(self) -> None:
+        for key, value in self.settings.inherited_context.items():
+            self.context[str(key)] = copy.deepcopy(value)
+            self.origins[(str(key),)] = _Origin("context", None)
         _merge(self.context, self._mapping_field("context"), "context", ("context",), self.origins)
         profile = self.settings.profile
         if profile is not None:
@@ -492,11 +518,19 @@ class _Templater:
         ]
         if missing:
             names = ", ".join(f"'{key}'" for _, key in missing)
+            if self.settings.arcade:
+                hint = (
+                    f"set them in Arcade '{self.settings.arcade}'s context_override "
+                    f"({', '.join(f'{key}: ...' for _, key in missing)}) or in the parent's context"
+                )
+            else:
+                hint = "set them under `context:`, in the selected context profile, or pass " + (
+                    " ".join(f"--ctx {key}=..." for _, key in missing)
+                )
             raise BlueprintError(
                 f"required context key(s) missing: {names}",
                 location=self.document.location(("required_context", missing[0][0])),
-                hint="set them under `context:`, in the selected context profile, or pass "
-                + " ".join(f"--ctx {key}=..." for _, key in missing),
+                hint=hint,
             )
 
     def _context_has(self, parts: tuple[str, ...]) -> bool:

@@ -3,6 +3,10 @@
 Subclass `BlueprintTranslator` and override `get_asset_spec` to change keys, groups,
 descriptions, metadata, owners or tags; the factory uses the returned spec as is, except
 for `deps`, which it derives from the Blueprint's edges (through your keys).
+
+A module expanded from an Arcade (`A__child`) gets the key `[blueprint, A, child]`, so the
+catalog nests it under the Arcade, and the tag `aqueduct/arcade: A` (`A.B` when nested); its
+group stays the Blueprint's, Dagster having one level of groups.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import dagster as dg
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+#: Asset tag naming the Arcade (dotted path when nested) a module was expanded from.
+ARCADE_TAG = "aqueduct/arcade"
 
 
 def safe_name(text: str) -> str:
@@ -49,14 +56,17 @@ class BlueprintTranslator:
         path = getattr(module.spec.config, "path", None)
         if path:
             metadata["aqueduct/path"] = dg.MetadataValue.path(path)
+        tags = {f"aqueduct/tag/{safe_name(t)}": "" for t in module.spec.tags}
+        if module.arcade:
+            tags[ARCADE_TAG] = ".".join(module.arcade)
         return dg.AssetSpec(
-            key=dg.AssetKey([manifest.blueprint_id, module.id]),
+            key=dg.AssetKey([manifest.blueprint_id, *module.arcade, module.local_id]),
             group_name=safe_name(manifest.blueprint_id),
             description=module.spec.description or module.spec.label or None,
             metadata=metadata,
             code_version=module.fingerprint or None,
             kinds={"spark", module.type.lower()} | (_storage_kind(config)),
-            tags={f"aqueduct/tag/{safe_name(t)}": "" for t in module.spec.tags},
+            tags=tags,
         )
 
 

@@ -266,9 +266,9 @@ def test_probe_edge_must_go_to_a_regulator(compile_error):
     assert "a Probe emits signals, not data" in error.message
 
 
-def test_arcade_is_reported_as_unsupported(compile_error):
-    error = compile_error(HEAD + "modules:\n  - {id: sub, type: Arcade, ref: sub.yml}\n")
-    assert error.module_id == "sub" and "Arcade modules are not supported yet" in error.message
+def test_arcade_with_a_missing_ref_file_says_which(compile_error):
+    error = compile_error(HEAD + "modules:\n  - {id: sub, type: Arcade, ref: sub.yml}\nedges: []\n")
+    assert error.module_id == "sub" and "Arcade file 'sub.yml' not found" in error.message
 
 
 def test_enabled_must_read_as_a_boolean(compile_error):
