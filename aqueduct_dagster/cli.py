@@ -225,10 +225,8 @@ def test_command(paths: tuple[Path, ...], blueprint: Path | None, ctx: tuple[str
 def _queue():
     from aqueduct_dagster.config import load_config
     from aqueduct_dagster.healing.heal import PatchQueue
-    from aqueduct_dagster.stores import default_store
 
-    config = load_config()
-    return PatchQueue(config.patches_path, config.state_path / "revisions", default_store(config.state_path, config))
+    return PatchQueue.from_config(load_config())
 
 
 @main.group()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
@@ -294,7 +293,3 @@ def _column_lineage(module: CompiledModule, key_of) -> dg.TableColumnLineage | N
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -24,6 +24,7 @@ from aqueduct_dagster.dagster.healing import (
     revision_asset_specs,
 )
 from aqueduct_dagster.dagster.io_manager import spark_frame_io_manager
+from aqueduct_dagster.dagster.retry import dagster_retry
 from aqueduct_dagster.dagster.resources import SparkResource
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, safe_name
@@ -57,24 +58,15 @@ def build_blueprint_job(
 ) -> dg.UnresolvedAssetJobDefinition:
     # In-process: one SparkSession for the whole run; the multiprocess executor would start a
     # JVM per step (measured ~3x slower) and could not hand DataFrames between steps.
-    policy = manifest.retry_policy
-    retry = None
-    if policy.max_attempts > 1:
-        # Only transient errors reach a retry: the asset raises Failure(allow_retries=False)
-        # for the rest, which is what gets healed.
-        retry = dg.RetryPolicy(
-            max_retries=policy.max_attempts - 1,
-            delay=policy.backoff.base_seconds,
-            backoff={"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR}.get(policy.backoff.strategy),
-            jitter=dg.Jitter.PLUS_MINUS if policy.backoff.jitter else None,
-        )
     return dg.define_asset_job(
         name=job_name_for(manifest),
         selection=dg.AssetSelection.assets(*[key for a in assets for key in a.keys]),
         executor_def=dg.in_process_executor,
         description=manifest.description or manifest.name,
         tags={BLUEPRINT_TAG: manifest.blueprint_id, BLUEPRINT_PATH_TAG: manifest.source_path},
-        op_retry_policy=retry,
+        # Only transient errors reach a retry: the asset raises Failure(allow_retries=False)
+        # for the rest, which is what gets healed.
+        op_retry_policy=dagster_retry(manifest.retry_policy),
     )
 
 

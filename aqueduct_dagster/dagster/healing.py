@@ -60,7 +60,7 @@ def _store(config: AqueductConfig):
 def _queue(config: AqueductConfig):
     from aqueduct_dagster.healing.heal import PatchQueue
 
-    return PatchQueue(config.patches_path, config.state_path / "revisions", _store(config))
+    return PatchQueue.from_config(config)
 
 
 def _revision_event(revision) -> dg.AssetMaterialization:

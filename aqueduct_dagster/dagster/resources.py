@@ -24,7 +24,6 @@ class SparkResource(dg.ConfigurableResource):
     state_dir: str = ".aqueduct"
 
     _session: Any = PrivateAttr(default=None)
-    _applied_conf: set[str] = PrivateAttr(default_factory=set)
     _bound: dict[tuple[str, str], Manifest] = PrivateAttr(default_factory=dict)
     _store: Any = PrivateAttr(default=None)
     _lineage_recorded: set[str] = PrivateAttr(default_factory=set)
@@ -49,15 +48,8 @@ class SparkResource(dg.ConfigurableResource):
             base = create_base_session(
                 manifest.engine, master=self.master, state_dir=Path(self.state_dir)
             )
-            self._session = run_session(base)
-        if manifest.blueprint_id not in self._applied_conf:
-            # Runtime SQL conf of the Blueprint applies to this run's session only.
-            for key, value in manifest.engine.spark.conf.items():
-                try:
-                    self._session.conf.set(key, str(value))
-                except Exception:  # noqa: BLE001 - static conf: fixed when the JVM started
-                    pass
-            self._applied_conf.add(manifest.blueprint_id)
+            # One run is one Blueprint: its runtime conf applies to this run's session only.
+            self._session = run_session(base, manifest.engine.spark.conf)
         return self._session
 
     def record(self, log: Any, manifest: Manifest, write: Any) -> None:

@@ -47,7 +47,11 @@ def merged_retry(manifest: Manifest, module: CompiledModule) -> RetryPolicy:
 
 def effective_retry(manifest: Manifest, module: CompiledModule) -> dg.RetryPolicy | None:
     """The Dagster retry policy of `module`'s asset; None when it gets one attempt only."""
-    policy = merged_retry(manifest, module)
+    return dagster_retry(merged_retry(manifest, module))
+
+
+def dagster_retry(policy: RetryPolicy) -> dg.RetryPolicy | None:
+    """An Aqueduct retry policy as Dagster's; None when it allows one attempt only."""
     if policy.max_attempts <= 1:
         return None
     return dg.RetryPolicy(

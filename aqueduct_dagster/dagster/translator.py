@@ -11,7 +11,6 @@ group stays the Blueprint's, Dagster having one level of groups.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -73,10 +72,3 @@ class BlueprintTranslator:
 def _storage_kind(config: dict) -> set[str]:
     fmt = str(config.get("format") or "").lower()
     return {fmt} if fmt in {"delta", "parquet", "csv", "json"} else set()
-
-
-def config_json(module: CompiledModule) -> str:
-    return json.dumps(
-        module.spec.config.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-        sort_keys=True,
-    )

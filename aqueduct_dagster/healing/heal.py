@@ -307,6 +307,13 @@ class PatchQueue:
         self.revisions = RevisionStore(revisions_dir)
         self.store = store
 
+    @classmethod
+    def from_config(cls, config: Any) -> PatchQueue:
+        """The project's queue: `aqueduct.yml` (or env) patches dir, state dir and store."""
+        from aqueduct_dagster.stores import default_store
+
+        return cls(config.patches_path, config.state_path / "revisions", default_store(config.state_path, config))
+
     def list(self, status: str = "pending") -> list[PendingPatch]:
         folder = self.patches_dir / status
         if not folder.is_dir():
