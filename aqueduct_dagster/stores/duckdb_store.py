@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,21 @@ class DuckDBStore(Store):
     def description(self) -> str:
         return f"duckdb:{self.path}"
 
+    def _being_created(self, error: Exception) -> bool:
+        """Another process is creating the file right now: it reads as invalid for a moment."""
+        if "not a valid duckdb database file" not in str(error).lower():
+            return False
+        try:
+            return time.time() - self.path.stat().st_mtime < 10
+        except OSError:
+            return True
+
     def _connect(self) -> Any:
         try:
             return duckdb.connect(str(self.path))
         except duckdb.IOException as error:
             # Only a lock held elsewhere is worth waiting for; a permission error is not.
-            if "lock" in str(error).lower():
+            if "lock" in str(error).lower() or self._being_created(error):
                 raise FileLocked(str(error)) from error
             raise ConfigError(f"cannot open the DuckDB store {self.path}: {error}",
                               hint="check the state dir (AQUEDUCT_STATE_DIR) is writable") from error
