@@ -139,6 +139,37 @@ def runs(blueprint_id: str | None, limit: int) -> None:
 
 
 @main.command()
+@click.argument("blueprint_id")
+def depot(blueprint_id: str) -> None:
+    """A blueprint's Depot: committed values and values staged by unfinished runs.
+
+    Values staged by runs that have finished are settled first (committed when the Dagster
+    instance reports the run SUCCESS, discarded when it failed), as the next run would.
+    """
+    import os
+
+    import dagster as dg
+
+    from aqueduct_dagster.config import load_config
+    from aqueduct_dagster.dagster.resources import run_outcome_in
+    from aqueduct_dagster.stores import default_store
+    from aqueduct_dagster.stores.depot import Depot
+
+    config = load_config()
+    store = Depot(default_store(config.state_path, config), blueprint_id)
+    if os.environ.get("DAGSTER_HOME"):
+        for run_id, action in store.settle(run_outcome_in(dg.DagsterInstance.get())).items():
+            click.echo(f"settled run {run_id}: {action}")
+    items = store.store.depot_items(blueprint_id)
+    if not items:
+        click.echo(f"the Depot of '{blueprint_id}' is empty")
+        return
+    for key, value, run_id, committed in items:
+        state = "committed" if committed else "staged   "
+        click.echo(f"{state}  {key} = {value}   (run {run_id})")
+
+
+@main.command()
 @click.argument("job")
 @click.option("-w", "--workspace", default="workspace.yaml", show_default=True)
 def run(job: str, workspace: str) -> None:
@@ -312,9 +343,11 @@ def patch_rollback(blueprint: Path, number: int) -> None:
 def _register_commands() -> None:
     from aqueduct_dagster.cli_benchmark import benchmark_command
     from aqueduct_dagster.cli_doctor import doctor_command
+    from aqueduct_dagster.cli_spark import spark_command
 
     main.add_command(benchmark_command)
     main.add_command(doctor_command)
+    main.add_command(spark_command)
 
 
 _register_commands()

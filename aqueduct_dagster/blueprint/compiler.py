@@ -24,6 +24,7 @@ from aqueduct_dagster.blueprint.arcade import (
     flatten,
     inside,
 )
+from aqueduct_dagster.blueprint.depot import check_depot
 from aqueduct_dagster.blueprint.functions import CompileFacts
 from aqueduct_dagster.blueprint.graph import build_graph
 from aqueduct_dagster.blueprint.lineage import (
@@ -143,7 +144,7 @@ def _compile(
             "engine": blueprint.engine.model_dump(mode="json"),
         }
     )
-    return Manifest(
+    manifest = Manifest(
         blueprint_id=blueprint.id,
         name=blueprint.name,
         description=blueprint.description,
@@ -156,12 +157,15 @@ def _compile(
         agent=blueprint.agent,
         hooks=blueprint.hooks,
         udf_registry=_udfs(root),
+        checkpoint=blueprint.checkpoint,
         modules=modules,
         edges=flat.edges,
         provenance=provenance,
         warnings=tuple(flat.warnings),
         fingerprint=manifest_fingerprint,
     )
+    check_depot(manifest)
+    return manifest
 
 
 def _unit(

@@ -119,6 +119,8 @@ class Manifest(Frozen):
     agent: Agent = Field(default_factory=Agent)
     hooks: Hooks = Field(default_factory=Hooks)
     udf_registry: tuple[Udf, ...] = ()
+    #: Every module's output is checkpointed (a module can also ask with `checkpoint: true`).
+    checkpoint: bool = False
     #: Modules in a topological order (every module after all of its inputs).
     modules: dict[str, CompiledModule]
     edges: tuple[Edge, ...] = ()

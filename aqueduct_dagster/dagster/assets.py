@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
-from aqueduct_dagster.dagster.io_manager import CONSUMERS_METADATA_KEY
+from aqueduct_dagster.dagster.io_manager import CHECKPOINT_METADATA_KEY, CONSUMERS_METADATA_KEY
 from aqueduct_dagster.dagster.retry import effective_retry
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData, safe_name
 
@@ -88,9 +88,14 @@ def build_blueprint_assets(
 
 
 def _consumer_counts(manifest: Manifest) -> dict[str, int]:
+    """Readers of each producer's frame. A check reads the frame it guards too (one
+    aggregate, in the guarded asset's step): with a downstream reader as well, the frame is
+    persisted, or the check's job and the reader's would each compute it from the sources."""
     counts: dict[str, int] = {}
     for module in manifest.modules.values():
         if collapses_into_check(manifest, module):
+            guarded = guarded_module(manifest, module).id
+            counts[guarded] = counts.get(guarded, 0) + 1
             continue
         for source in {guarded_module(manifest, manifest.module(i.source)).id for i in module.inputs}:
             counts[source] = counts.get(source, 0) + 1
@@ -114,6 +119,8 @@ def _module_asset(
     lineage = _column_lineage(module, key_of)
     metadata = dict(spec.metadata or {})
     metadata[CONSUMERS_METADATA_KEY] = consumers
+    if (manifest.checkpoint or module.spec.checkpoint) and module.type not in ("Egress", "Probe"):
+        metadata[CHECKPOINT_METADATA_KEY] = True
     if lineage is not None:
         metadata["dagster/column_lineage"] = lineage
     ports = output_ports(manifest, module)
@@ -174,7 +181,9 @@ def run_module_step(
     from aqueduct_dagster.engine import ModuleFailed, evaluate_assert, execute_module
 
     resource = getattr(context.resources, SPARK_RESOURCE_KEY)
-    bound = resource.bound_manifest(manifest, context.run_id, _previous_run_id(context))
+    bound = resource.bound_manifest(
+        manifest, context.run_id, _previous_run_id(context), context.instance
+    )
     spark = resource.session_for(bound)
     module = bound.module(module.id)
     started = time.monotonic()
@@ -203,6 +212,9 @@ def run_module_step(
             metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
             allow_retries=failure.transient,
         ) from failure
+    if result.metadata.get("depot"):
+        # Staged under this run: later runs read it only once the whole run succeeded.
+        resource.depot(bound).stage(context.run_id, result.metadata["depot"])
     record("success", result.metadata.get("rows_written"))
     metadata = {k: _metadata_value(v) for k, v in result.metadata.items() if v is not None and k != "signals"}
     if module.type == "Probe":

@@ -29,20 +29,53 @@ class SparkResource(dg.ConfigurableResource):
     _lineage_recorded: set[str] = PrivateAttr(default_factory=set)
     _started_at: datetime | None = PrivateAttr(default=None)
 
-    def bound_manifest(self, manifest: Manifest, run_id: str, prev_run_id: str | None) -> Manifest:
-        """The Manifest with run tokens (`@aq.run.*`, `@aq.date.*`) bound, once per run."""
+    def bound_manifest(
+        self,
+        manifest: Manifest,
+        run_id: str,
+        prev_run_id: str | None,
+        instance: dg.DagsterInstance | None = None,
+    ) -> Manifest:
+        """The Manifest bound for this run, once per run: run tokens (`@aq.run.*`,
+        `@aq.date.*`), then Depot reads (`@aq.depot.get`, `${ctx._watermark}`).
+
+        Before reading the Depot, values staged by earlier runs are settled by their outcome
+        in the Dagster instance: committed if the run succeeded, discarded if it failed.
+        """
         from aqueduct_dagster.blueprint import RunInfo, bind_runtime
+        from aqueduct_dagster.blueprint.depot import bind_depot, uses_depot
 
         if self._started_at is None:
             self._started_at = datetime.now(timezone.utc)
         key = (manifest.fingerprint or manifest.blueprint_id, run_id)
         if key not in self._bound:
             run = RunInfo(run_id=run_id, started_at=self._started_at, prev_run_id=prev_run_id)
-            self._bound[key] = bind_runtime(manifest, run)
+            bound = bind_runtime(manifest, run)
+            if uses_depot(bound):
+                depot = self.depot(bound)
+                depot.settle(run_outcome_in(instance), current_run=run_id)
+                bound = bind_depot(bound, depot.get)
+            self._bound[key] = bound
         return self._bound[key]
+
+    def depot(self, manifest: Manifest) -> Any:
+        """The Blueprint's Depot in the framework store (errors propagate: state must not be lost)."""
+        from aqueduct_dagster.stores.depot import Depot
+
+        return Depot(self._framework_store(), manifest.blueprint_id)
+
+    def _framework_store(self) -> Any:
+        if self._store is None:
+            from aqueduct_dagster.config import load_config
+            from aqueduct_dagster.stores import default_store
+
+            config = load_config()
+            self._store = default_store(config.state_path, config)
+        return self._store
 
     def session_for(self, manifest: Manifest) -> Any:
         from aqueduct_dagster.engine.session import create_base_session, run_session
+        from aqueduct_dagster.engine.udfs import register_udfs
 
         if self._session is None:
             base = create_base_session(
@@ -50,17 +83,13 @@ class SparkResource(dg.ConfigurableResource):
             )
             # One run is one Blueprint: its runtime conf applies to this run's session only.
             self._session = run_session(base, manifest.engine.spark.conf)
+            register_udfs(self._session, manifest)
         return self._session
 
     def record(self, log: Any, manifest: Manifest, write: Any) -> None:
         """Write run facts to the framework store; a store problem never fails a pipeline."""
         try:
-            if self._store is None:
-                from aqueduct_dagster.config import load_config
-                from aqueduct_dagster.stores import default_store
-
-                config = load_config()
-                self._store = default_store(config.state_path, config)
+            store = self._framework_store()
             if manifest.fingerprint not in self._lineage_recorded:
                 edges = [
                     (module.id, column, source.module, source.column)
@@ -68,8 +97,24 @@ class SparkResource(dg.ConfigurableResource):
                     for column, sources in module.column_lineage.items()
                     for source in sources
                 ]
-                self._store.record_lineage(manifest.blueprint_id, manifest.fingerprint, edges)
+                store.record_lineage(manifest.blueprint_id, manifest.fingerprint, edges)
                 self._lineage_recorded.add(manifest.fingerprint)
-            write(self._store)
+            write(store)
         except Exception as error:  # noqa: BLE001 - observability must not break the run
             log.warning(f"could not record run facts in the aqueduct store: {error}")
+
+
+def run_outcome_in(instance: dg.DagsterInstance | None):
+    """A run id -> its outcome for the Depot, read from the Dagster instance."""
+    finished_ok = {dg.DagsterRunStatus.SUCCESS}
+    finished_bad = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+    def outcome(run_id: str) -> str | None:
+        run = instance.get_run_by_id(run_id) if instance is not None else None
+        if run is None:
+            return "unknown"
+        if run.status in finished_ok:
+            return "success"
+        return "failure" if run.status in finished_bad else None
+
+    return outcome

@@ -29,9 +29,15 @@ _BACKOFFS: dict[str, dg.Backoff | None] = {
 
 
 def merged_retry(manifest: Manifest, module: CompiledModule) -> RetryPolicy:
-    """The Blueprint's `retry_policy` with the module's `retry:` fields laid over it."""
-    base = manifest.retry_policy
-    override = module.spec.retry
+    """The Blueprint's `retry_policy` with the module's `retry:` fields laid over it, then the
+    retry fields of its `on_failure:` (where a healer's set_module_on_failure writes)."""
+    policy = _laid_over(manifest.retry_policy, module.spec.retry)
+    on_failure = getattr(module.spec, "on_failure", None) or {}
+    known = {k: v for k, v in on_failure.items() if k in RetryPolicy.model_fields}
+    return _laid_over(policy, RetryPolicy(**known) if known else None)
+
+
+def _laid_over(base: RetryPolicy, override: RetryPolicy | None) -> RetryPolicy:
     if override is None:
         return base
     fields: dict[str, Any] = {

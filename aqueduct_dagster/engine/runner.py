@@ -35,6 +35,7 @@ from aqueduct_dagster.engine.modules.probe import probe_signals
 from aqueduct_dagster.engine.modules.spillway import filter_spillway
 from aqueduct_dagster.engine.registry import execute_module
 from aqueduct_dagster.engine.results import AssertOutcome, ModuleResult, ProbeSignals
+from aqueduct_dagster.engine.udfs import register_udfs
 from aqueduct_dagster.errors import EngineError
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class RunResult:
     #: "module.port" of every frame the runner persisted because several modules read it.
     cached: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Depot values the run's modules want kept (watermarks, `format: depot` Egress):
+    #: the caller stages them and commits them only if the whole run succeeded.
+    depot: dict[str, str] = field(default_factory=dict)
 
     def output(self, module_id: str, port: str = "main") -> DataFrame:
         return self.modules[module_id].outputs[port]
@@ -102,6 +106,7 @@ def run_manifest(
     uses = _uses(runnable, active)
 
     result = RunResult(skipped=[m.id for m in order if m.id in skipped])
+    register_udfs(spark, manifest)
     frames: dict[Key, Any] = {}
     persisted: list[DataFrame] = []
     gated: set[str] = set()  # behind a closed Regulator
@@ -120,6 +125,7 @@ def run_manifest(
             result.seconds[module.id] = round(time.perf_counter() - started, 3)
             if module.id in active:
                 result.modules[module.id] = outcome
+            result.depot.update(outcome.metadata.get("depot") or {})
             if outcome.metadata.get("persisted"):  # a Channel `cache` op
                 persisted.extend(outcome.outputs.values())
             if module.type == "Probe":

@@ -280,7 +280,9 @@ def run_on_spark(spark: Any, manifest: Manifest, *, sample_rows: int | None, scr
     Probe signals into Regulators; a closed Regulator skips what is downstream of it.
     """
     from aqueduct_dagster.engine import AssertionFailed, execute_module, filter_spillway
+    from aqueduct_dagster.engine.udfs import register_udfs
 
+    register_udfs(spark, manifest)
     outputs: dict[str, dict[str, Any]] = {}
     for module in manifest.modules.values():
         inputs: dict[str, Any] = {}
@@ -319,10 +321,13 @@ class SandboxGate(Gate):
     name = "sandbox"
 
     def __init__(self, spark_factory: Callable[[], Any], *, sample_rows: int = 1000,
-                 scratch_root: Path | None = None) -> None:  # fmt: skip
+                 scratch_root: Path | None = None,
+                 depot_lookup: Callable[[str], str | None] | None = None) -> None:  # fmt: skip
         self.spark_factory = spark_factory
         self.sample_rows = sample_rows
         self.scratch_root = scratch_root
+        #: Committed Depot values (watermarks): the sandbox reads the slice the run would.
+        self.depot_lookup = depot_lookup
 
     def check(self, candidate: Candidate) -> GateResult:
         assert candidate.manifest is not None, "the compile gate runs first"
@@ -331,7 +336,8 @@ class SandboxGate(Gate):
         sample = None if candidate.policy.sandbox_mode == "preflight" else self.sample_rows
         scratch = Path(tempfile.mkdtemp(prefix="aq-sandbox-", dir=self.scratch_root))
         try:
-            run_on_spark(self.spark_factory(), _bound(candidate.manifest), sample_rows=sample, scratch=scratch)
+            manifest = _bound(candidate.manifest, self.depot_lookup)
+            run_on_spark(self.spark_factory(), manifest, sample_rows=sample, scratch=scratch)
         except AqueductError as error:
             return self.reject(f"the patched pipeline fails on sampled input: {error}")
         except Exception as error:  # noqa: BLE001 - any failure of the candidate is a rejection
@@ -341,12 +347,15 @@ class SandboxGate(Gate):
         return self.ok(f"replayed on {sample or 'all'} input rows per Ingress")
 
 
-def _bound(manifest: Manifest) -> Manifest:
+def _bound(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None = None) -> Manifest:
+    """Run tokens bound; Depot reads see the committed values (a gate never writes the Depot)."""
     from datetime import datetime, timezone
 
     from aqueduct_dagster.blueprint import RunInfo, bind_runtime
+    from aqueduct_dagster.blueprint.depot import bind_depot
 
-    return bind_runtime(manifest, RunInfo(run_id="sandbox", started_at=datetime.now(timezone.utc)))
+    bound = bind_runtime(manifest, RunInfo(run_id="sandbox", started_at=datetime.now(timezone.utc)))
+    return bind_depot(bound, depot_lookup or (lambda key: None))
 
 
 class FullRunGate(Gate):
@@ -359,9 +368,15 @@ class FullRunGate(Gate):
         self.scratch_root = scratch_root
 
     def check(self, candidate: Candidate) -> GateResult:
+        from aqueduct_dagster.blueprint.depot import uses_depot
         from aqueduct_dagster.engine import execute_module
 
         assert candidate.manifest is not None, "the compile gate runs first"
+        if uses_depot(candidate.manifest):
+            # Publishing outside a Dagster run could not advance the watermark with the data
+            # (the next run would append the same slice again): a person applies it instead.
+            return self.reject("the pipeline keeps state in the Depot (watermarks): it is not "
+                               "re-run and published outside a Dagster run")  # fmt: skip
         spark = self.spark_factory()
         written: list[tuple[CompiledModule, CompiledModule]] = []
         scratch = Path(tempfile.mkdtemp(prefix="aq-fullrun-", dir=self.scratch_root))

@@ -158,10 +158,14 @@ class Healer:
         )  # fmt: skip
         return outcome
 
-    def _gates(self) -> list[Gate]:
+    def _gates(self, blueprint_id: str) -> list[Gate]:
+        from aqueduct_dagster.stores.depot import Depot
+
         gates: list[Gate] = [GuardrailsGate(), CompileGate(), LineageGate()]
         if self.settings.spark_factory is not None:
-            gates.append(SandboxGate(self.settings.spark_factory, sample_rows=self.settings.sample_rows))
+            depot = Depot(self.settings.store, blueprint_id)
+            gates.append(SandboxGate(self.settings.spark_factory, sample_rows=self.settings.sample_rows,
+                                     depot_lookup=depot.get))  # fmt: skip
         return gates
 
     def _diagnose_and_gate(self, package: FailurePackage, blueprint_text: str, policy: Agent) -> HealOutcome:
@@ -194,7 +198,7 @@ class Healer:
                         continue
                     return HealOutcome(package.heal_id, "deferred", proposal.patch.deferred.diagnosis, proposal.patch)
                 candidate = Candidate(proposal.patch, package, blueprint_text, policy)
-                results = run_gates(candidate, self._gates())
+                results = run_gates(candidate, self._gates(package.blueprint_id))
                 rejected = next((r for r in results if not r.passed), None)
                 turn.rejected_by = rejected.gate if rejected else None
                 store.record_turn(turn)

@@ -130,6 +130,14 @@ class Store(ABC):
             except Exception:  # noqa: BLE001 - statements without a result set
                 return []
 
+    def execute_atomically(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run `steps` in one transaction: all of them take effect, or none."""
+        self.migrate()
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            for statement, params in steps:
+                cursor.execute(self._sql(statement), tuple(params))
+
     def migrate(self) -> None:
         """Create or upgrade the schema; safe to call from concurrent processes."""
         if self._migrated:
@@ -298,24 +306,45 @@ class Store(ABC):
 
     # ------------------------------------------------------------------ depot (key/values, watermarks)
 
-    def depot_stage(self, namespace: str, key: str, value: str, run_id: str) -> None:
-        """Write a value for a run; readers see it only once the run commits it."""
-        self.execute("DELETE FROM aq_depot WHERE namespace = ? AND key = ? AND committed = ?", (namespace, key, False))
-        self.execute("INSERT INTO aq_depot VALUES (?, ?, ?, ?, ?, ?)", (namespace, key, value, run_id, False, utc_now()))
+    def depot_stage(self, namespace: str, values: dict[str, str], run_id: str) -> None:
+        """Write a run's values; readers see them only once the run commits them."""
+        steps: list[tuple[str, Sequence[Any]]] = []
+        for key, value in values.items():
+            steps.append(("DELETE FROM aq_depot WHERE namespace = ? AND key = ? AND committed = ?", (namespace, key, False)))
+            steps.append(("INSERT INTO aq_depot VALUES (?, ?, ?, ?, ?, ?)", (namespace, key, value, run_id, False, utc_now())))
+        self.execute_atomically(steps)
 
     def depot_commit(self, namespace: str, run_id: str) -> int:
-        """Promote the values a (successful) run staged; returns how many."""
+        """Promote the values a (successful) run staged, all in one transaction; returns how many."""
         staged = self.execute(
             "SELECT key, value FROM aq_depot WHERE namespace = ? AND run_id = ? AND committed = ?",
             (namespace, run_id, False),
         )
+        steps: list[tuple[str, Sequence[Any]]] = []
         for key, value in staged:
-            self.execute("DELETE FROM aq_depot WHERE namespace = ? AND key = ?", (namespace, key))
-            self.execute("INSERT INTO aq_depot VALUES (?, ?, ?, ?, ?, ?)", (namespace, key, value, run_id, True, utc_now()))
+            steps.append(("DELETE FROM aq_depot WHERE namespace = ? AND key = ?", (namespace, key)))
+            steps.append(("INSERT INTO aq_depot VALUES (?, ?, ?, ?, ?, ?)", (namespace, key, value, run_id, True, utc_now())))
+        self.execute_atomically(steps)
         return len(staged)
 
     def depot_discard(self, namespace: str, run_id: str) -> None:
         self.execute("DELETE FROM aq_depot WHERE namespace = ? AND run_id = ? AND committed = ?", (namespace, run_id, False))
+
+    def depot_staged_runs(self, namespace: str) -> list[str]:
+        """Runs whose staged values wait for their outcome (commit or discard)."""
+        rows = self.execute(
+            "SELECT DISTINCT run_id FROM aq_depot WHERE namespace = ? AND committed = ? ORDER BY run_id",
+            (namespace, False),
+        )
+        return [row[0] for row in rows]
+
+    def depot_items(self, namespace: str) -> list[tuple[str, str | None, str | None, bool]]:
+        """(key, value, run id, committed) of every row in `namespace`."""
+        rows = self.execute(
+            "SELECT key, value, run_id, committed FROM aq_depot WHERE namespace = ? ORDER BY key, committed DESC",
+            (namespace,),
+        )
+        return [(row[0], row[1], row[2], bool(row[3])) for row in rows]
 
     def depot_get(self, namespace: str, key: str, default: str | None = None) -> str | None:
         rows = self.execute(

@@ -119,7 +119,10 @@ def run_case(case: TestCase, manifest: Any, spark: Any, *, source: Path) -> Case
         )  # fmt: skip
     from datetime import datetime, timezone
 
+    from aqueduct_dagster.engine.udfs import register_udfs
+
     bound = bind_runtime(manifest, RunInfo(run_id="aqtest", started_at=datetime.now(timezone.utc)))
+    register_udfs(spark, bound)
     module = bound.module(case.module)
     if module.type not in TESTABLE_TYPES:
         raise AqTestError(

@@ -282,6 +282,8 @@ def test_runtime_tokens_stay_verbatim_in_the_manifest(compile_yaml):
             config: {format: csv, path: "/in/@aq.date.today()/x.csv"}
           - id: inc
             type: Channel
+            materialize: incremental
+            watermark_column: ts
             config:
               op: sql
               query: >

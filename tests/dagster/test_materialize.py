@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow  # noqa: F401  (before deltalake: delta-rs aborts at exit otherwise)
 import dagster as dg
 import pytest
@@ -126,3 +128,31 @@ def test_module_metrics_and_lineage_land_in_the_store(spark, demo_project, tmp_p
     assert all(m["status"] == "success" for m in metrics.values())
     [run] = store.runs("orders_daily")
     assert run["run_id"] == result.run_id and run["modules_ok"] == 3
+
+
+def test_checkpointed_module_lets_a_later_run_materialize_only_downstream(
+    spark, demo_project, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AQUEDUCT_STATE_DIR", str(tmp_path / "state"))
+    path = demo_project["blueprints"] / "orders_daily.yml"
+    text = path.read_text()
+    path.write_text(text.replace("  - id: clean_orders\n    type: Channel\n",
+                                 "  - id: clean_orders\n    type: Channel\n    checkpoint: true\n"))  # fmt: skip
+    defs = build_definitions(demo_project["blueprints"])
+    full = _run(defs)
+    assert full.success
+    saved = tmp_path / "state" / "checkpoints" / "orders_daily" / "clean_orders" / full.run_id
+    assert (saved / "_SUCCESS").exists()
+    events = {e.asset_key: e for e in full.get_asset_materialization_events()}
+    metadata = events[KEY(["orders_daily", "clean_orders"])].materialization.metadata
+    assert metadata["aqueduct/checkpoint_path"].value == str(saved)
+
+    shutil.rmtree(demo_project["data"] / "demo" / "orders_clean")
+    egress = KEY(["orders_daily", "orders_delta"])
+    job = dg.define_asset_job("only_egress", selection=dg.AssetSelection.assets(egress))
+    partial = _run(dg.Definitions.merge(defs, dg.Definitions(jobs=[job])), "only_egress")
+    assert partial.success
+    steps = {e.step_key for e in partial.all_events if e.event_type_value == "STEP_SUCCESS"}
+    assert steps == {"orders_daily__orders_delta"}  # nothing upstream was recomputed
+    table = DeltaTable(str(demo_project["data"] / "demo" / "orders_clean"))
+    assert table.to_pyarrow_dataset().count_rows() == demo_project["valid_orders"]

@@ -74,6 +74,19 @@ def test_module_fields_override_one_by_one(tmp_path):
     )
 
 
+def test_on_failure_written_by_a_healer_overrides_retry(tmp_path):
+    raw_retry = ("    retry: {max_attempts: 5}\n"
+                 "    on_failure: {max_attempts: 2, backoff: {base_seconds: 1}, note: by healer}")  # fmt: skip
+    manifest = compile_text(_blueprint(tmp_path, raw_retry=raw_retry))
+    merged = merged_retry(manifest, manifest.module("raw"))
+
+    assert merged.max_attempts == 2  # on_failure wins over retry, which wins over the Blueprint
+    assert (merged.backoff.strategy, merged.backoff.base_seconds) == ("linear", 1)
+    assert effective_retry(manifest, manifest.module("raw")) == dg.RetryPolicy(
+        max_retries=1, delay=1, backoff=dg.Backoff.LINEAR, jitter=None
+    )
+
+
 def test_backoff_strategies(tmp_path):
     manifest = compile_text(_blueprint(tmp_path))
     # `out` sets only the strategy: delay and max_attempts still come from the Blueprint.

@@ -173,6 +173,32 @@ def test_partition_by_and_overwrite_partitions(run_spark, module, people, tmp_pa
     assert rows == {(9, "oslo"), (2, None), (3, "rome")}, "only the oslo partition was replaced"
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_replace_where_on_files_replaces_only_the_matching_rows(run_spark, module, people, tmp_path, fmt):
+    target = tmp_path / "people"
+    base = {"format": fmt, "path": str(target), "mode": "overwrite"}
+    _write(run_spark, module, people, base)
+    cities = {(int(r.id), r.city) for r in run_spark.read.format(fmt).option("header", "true").load(str(target)).collect()}
+
+    update = run_spark.createDataFrame(
+        [(7, "gus", "oslo", 20, 1.0), (8, "hal", "rome", 30, 2.0)], people.schema
+    )  # hal is not in oslo: outside the predicate, not written (as Delta would refuse him)
+    result = _write(run_spark, module, update, {**base, "mode": "overwrite_partitions",
+                                                 "replace_where": "city = 'oslo'"})  # fmt: skip
+    assert result.metadata["replace_where"] == "city = 'oslo'"
+    rows = {(int(r.id), r.city) for r in run_spark.read.format(fmt).option("header", "true").load(str(target)).collect()}
+    assert rows == {(i, c) for i, c in cities if c != "oslo"} | {(7, "oslo")}
+    assert os.listdir(tmp_path) == ["people"]  # staged and swapped, nothing left behind
+
+
+def test_replace_where_needs_an_overwrite_mode(run_spark, module, people, tmp_path):
+    with pytest.raises(ModuleFailed) as raised:
+        _write(run_spark, module, people, {"format": "parquet", "path": str(tmp_path / "x"),
+                                           "mode": "append", "replace_where": "id > 1"})  # fmt: skip
+    assert raised.value.error.condition == "AQ_EGRESS_UNSUPPORTED"
+    assert "mode: overwrite_partitions" in raised.value.hint
+
+
 def test_merge_needs_delta_and_a_key(run_spark, module, people, tmp_path):
     with pytest.raises(ModuleFailed) as parquet:
         _write(

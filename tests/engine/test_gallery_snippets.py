@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 
 from aqueduct_dagster.blueprint import RunInfo, bind_runtime, compile_text
+from aqueduct_dagster.blueprint.depot import uses_depot, watermark_key
 from aqueduct_dagster.engine.errors import ModuleFailed
 from aqueduct_dagster.engine.runner import RunResult, run_manifest
 from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.stores.depot import Depot
+from aqueduct_dagster.stores.duckdb_store import DuckDBStore
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("AQUEDUCT_SHARED", REPO.parent / "shared"))
@@ -34,24 +37,9 @@ if not SNIPPETS.is_dir():
 
 #: Snippet -> why the engine cannot run it yet (the feature, and the tracking issue).
 UNSUPPORTED: dict[str, str] = {
-    "05_channel_sql_udf": "udf_registry (Python UDFs imported from a module) is not registered "
-    "by the Spark engine yet, so the SQL calling them fails to resolve (issue 3)",
-    "19_depot_incremental": "Channel `materialize: incremental` with a Depot-kept watermark "
-    "(${ctx._watermark}) is not supported yet (issue 3)",
-    "31_depot_kv": "`materialize: incremental`, `@aq.depot.get` and Egress `format: depot` need "
-    "the Depot KV store, which the engine does not have yet (issue 3)",
-    "35_register_as_table": "Egress `register_as_table` is not applied by the Spark engine yet, "
-    "so the read-back Ingress finds no table (issue 3)",
-    "37_egress_modes": "Egress `replace_where` on parquet: the engine supports it for Delta only "
-    "(Spark's file sources have no replaceWhere) (issue 3)",
 }
 #: ...and the condition each one fails with (AQ_* from the engine, or Spark's own).
 FAILS_WITH: dict[str, str] = {
-    "05_channel_sql_udf": "UNRESOLVED_ROUTINE",
-    "19_depot_incremental": "AQ_INCREMENTAL_UNSUPPORTED",
-    "31_depot_kv": "AQ_INCREMENTAL_UNSUPPORTED",
-    "35_register_as_table": "TABLE_OR_VIEW_NOT_FOUND",
-    "37_egress_modes": "AQ_EGRESS_UNSUPPORTED",
 }
 
 RUN_STARTED = datetime(2026, 1, 15, 8, 30, tzinfo=timezone.utc)
@@ -145,6 +133,17 @@ def _timed_events(inputs: Path, spark: Any) -> None:
 
 def _users(inputs: Path, spark: Any) -> None:
     _csv(inputs / "users.csv", "name,email,phone", "ann,ann@x.org,5550101234")
+    # The snippet's UDF module (`module: logic`) is not in the gallery: written beside the
+    # Blueprint, where the engine imports it from.
+    (inputs.parent.parent / "logic.py").write_text(
+        "def mask_email(email):\n"
+        "    user, _, domain = (email or '').partition('@')\n"
+        "    return user[:1] + '***@' + domain\n\n"
+        "def make_phone_masker(visible_digits, prefix):\n"
+        "    def mask(phone):\n"
+        "        return prefix + (phone or '')[-visible_digits:]\n"
+        "    return mask\n"
+    )
 
 
 def _orders_only(inputs: Path, spark: Any) -> None:
@@ -192,6 +191,7 @@ WRITERS: dict[str, Callable[[Path, Any], None]] = {
 #: Snippet -> {output path under data/output (or `table:NAME`): rows expected}.
 OUTPUTS: dict[str, dict[str, int]] = {
     "01_ingress_csv_options": {"output.parquet": 5},
+    "05_channel_sql_udf": {"output.parquet": 1, "phone_masked.parquet": 1},
     "03_ingress_delta_incremental": {"output.parquet": 3},
     "07_channel_join_variants": {"output.parquet": 3},
     "09_channel_repartition_cache": {"output.parquet": 5},
@@ -200,12 +200,21 @@ OUTPUTS: dict[str, dict[str, int]] = {
     # The Probe never passes; the timeout fallback opens the gate (as the gallery documents).
     "15_regulator_timeout": {"output.parquet": 3},
     "17_funnel_coalesce_fallback": {"output.parquet": 3},
+    # First run: the watermark is the full-scan sentinel, both events are new.
+    "19_depot_incremental": {"events.parquet": 2},
     "21_probe_custom": {"output.parquet": 4},
     "23_table_first": {"table:demo_output": 2},
     "25_channel_native_ops": {"people.parquet": 3},
     "27_self_healing": {"orders.parquet": 4},
     "29_java_udf_parallel": {"products.parquet": 4, "customers.parquet": 2},
+    # `@aq.depot.get('watermark', '2025-06-01')` falls back to its default: one later event.
+    "31_depot_kv": {"events.parquet": 1},
     "33_runtime_functions": {"items.parquet": 3},
+    # The Egress registers its output; the read-back Ingress reads that catalog table.
+    "35_register_as_table": {"products_in_stock.parquet": 3, "table:in_stock_products": 3},
+    # replace_where on parquet: the rows matching the predicate (the two page views).
+    "37_egress_modes": {"modes_append": 3, "modes_error": 3, "modes_ignore": 3,
+                        "modes_partitioned": 3, "modes_replace": 2},
     "39_checkpoint_resume": {"category_counts.parquet": 2},
     # premium_enrich is off by default: the compiler drops it, the Funnel and the Egress.
     "41_enabled_conditional": {},
@@ -239,6 +248,14 @@ def _compile(name: str, root: Path, env: dict[str, str] | None = None):
         env={"HOME": str(root), **(env or {})},
     )
     return bind_runtime(manifest, RunInfo(run_id=f"test-{name}", started_at=RUN_STARTED))
+
+
+def _run(spark: Any, manifest: Any, root: Path) -> RunResult:
+    """run_manifest, with the Depot (a DuckDB store under `root`) where the snippet uses one."""
+    if not uses_depot(manifest):
+        return run_manifest(spark, manifest)
+    depot = Depot(DuckDBStore(root / ".aqueduct" / "depot.duckdb"), manifest.blueprint_id)
+    return depot.run(manifest, "test-run", lambda bound: run_manifest(spark, bound))
 
 
 def _rows(output: Path, spark: Any = None) -> int:
@@ -276,7 +293,7 @@ def test_every_snippet_is_classified():
 def test_snippet_runs(name, spark, snippet_root):
     _prepare(name, snippet_root, spark)
     manifest = _compile(name, snippet_root)
-    result = run_manifest(spark, manifest)
+    result = _run(spark, manifest, snippet_root)
 
     assert isinstance(result, RunResult)
     for output, expected in OUTPUTS[name].items():
@@ -343,20 +360,33 @@ def test_freshness_quarantine_splits_rows_by_their_own_age(spark, snippet_root):
     assert result.assertion.quarantined == 2
 
 
-def test_incremental_channel_is_refused_not_run_in_full(spark):
-    """Engine fix: `materialize: incremental` was ignored, so the query ran over every row."""
-    from aqueduct_dagster.engine.registry import execute_module
+def test_udf_snippet_applies_the_static_and_the_parameterized_udf(spark, snippet_root):
+    import pyarrow.parquet as pq
 
-    from .conftest import build_module
+    name = "05_channel_sql_udf"
+    _prepare(name, snippet_root, spark)
+    run_manifest(spark, _compile(name, snippet_root))
+    out = snippet_root / "data" / "output"
+    assert pq.read_table(out / "output.parquet").column("email_masked").to_pylist() == ["a***@x.org"]
+    assert pq.read_table(out / "phone_masked.parquet").column("phone_masked").to_pylist() == ["+1-***-***-1234"]
 
-    channel = build_module(
-        "Channel", "new_rows", {"query": "SELECT * FROM events"}, inputs=("events",),
-        materialize="incremental", watermark_column="ts",
-    )  # fmt: skip
-    with pytest.raises(ModuleFailed) as raised:
-        execute_module(spark, channel, {"events": spark.range(2)})
-    assert raised.value.error.condition == "AQ_INCREMENTAL_UNSUPPORTED"
-    assert not raised.value.transient
+
+def test_depot_snippet_appends_only_new_events_on_the_next_run(spark, snippet_root):
+    """19_depot_incremental, run twice as its README describes: the second run appends only
+    the events past the watermark the first run committed."""
+    name = "19_depot_incremental"
+    _prepare(name, snippet_root, spark)
+    depot = Depot(DuckDBStore(snippet_root / ".aqueduct" / "depot.duckdb"), "depot_incremental_demo")
+    run = lambda run_id: depot.run(  # noqa: E731
+        _compile(name, snippet_root), run_id, lambda bound: run_manifest(spark, bound)
+    )
+    run("first")
+    assert depot.get(watermark_key("new_events")) == "2025-06-10 10:00:00"
+    events = snippet_root / "data" / "input" / "events.csv"
+    events.write_text(events.read_text() + "3,2025-07-01 09:00:00,2025-07-01,8\n")
+    run("second")
+    assert _rows(snippet_root / "data" / "output" / "events.parquet") == 3
+    assert depot.get(watermark_key("new_events")) == "2025-07-01 09:00:00"
 
 
 def test_summary():

@@ -99,10 +99,10 @@ def test_column_lineage_is_recorded_once_per_version(store):
 
 
 def test_depot_values_are_visible_only_after_commit(store):
-    store.depot_stage("bp", "watermark", "2026-01-01", "r1")
+    store.depot_stage("bp", {"watermark": "2026-01-01"}, "r1")
     assert store.depot_get("bp", "watermark", "1900-01-01") == "1900-01-01"
     assert store.depot_commit("bp", "r1") == 1
     assert store.depot_get("bp", "watermark") == "2026-01-01"
-    store.depot_stage("bp", "watermark", "2026-02-01", "r2")
+    store.depot_stage("bp", {"watermark": "2026-02-01"}, "r2")
     store.depot_discard("bp", "r2")  # the run failed: the watermark does not advance
     assert store.depot_get("bp", "watermark") == "2026-01-01"

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from aqueduct_dagster.blueprint.depot import is_incremental
 from aqueduct_dagster.blueprint.models import ChannelConfig
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.engine.errors import ConditionError
@@ -24,7 +25,9 @@ from aqueduct_dagster.engine.modules.common import (
     require,
     schema_facts,
     single_input,
+    sql_over_frames,
 )
+from aqueduct_dagster.engine.modules.depot import DEPOT, watermark_values
 from aqueduct_dagster.engine.modules.spillway import SPILLWAY_CONDITION, with_error_columns
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.types import spark_type_name, split_top_level
@@ -79,15 +82,6 @@ def execute_channel(
             {"op": op},
             hint=f"use one of: {', '.join(sorted(_OPS))}",
         )
-    if getattr(module.spec, "materialize", None) == "incremental":
-        # Running the query in full instead would reprocess (and re-append) every row.
-        raise ConditionError(
-            "AQ_INCREMENTAL_UNSUPPORTED",
-            "materialize: incremental (a watermark kept in the Depot between runs) is not "
-            "supported by the Spark engine yet",
-            {"materialize": "incremental", "watermark_column": module.spec.watermark_column or ""},
-            hint="remove `materialize: incremental` and filter on the watermark in the query",
-        )
     metadata: dict[str, Any] = {"op": op}
     frame = operation(spark, module, config, inputs, metadata)
     outputs = {"main": frame}
@@ -95,6 +89,13 @@ def execute_channel(
         outputs = _spillway(module, frame, config.spillway_condition)
         metadata["spillway_condition"] = config.spillway_condition
     metadata["columns"] = schema_facts(outputs["main"])
+    if is_incremental(module):
+        # The query read only rows past ${ctx._watermark}; their MAX is the next watermark.
+        values = watermark_values(module, outputs["main"])
+        metadata["watermark_column"] = module.spec.watermark_column
+        if values:
+            metadata[DEPOT] = values
+            metadata["watermark"] = next(iter(values.values()))
     return ModuleResult(outputs=outputs, metadata=metadata)
 
 
@@ -112,14 +113,8 @@ def _sql(spark, module, config, inputs, metadata) -> DataFrame:
     views = {alias: in_session(spark, frame) for alias, frame in inputs.items()}
     if len(views) == 1 and SINGLE_INPUT_VIEW not in views:
         views[SINGLE_INPUT_VIEW] = next(iter(views.values()))
-    try:
-        for name, frame in views.items():
-            frame.createOrReplaceTempView(name)
-        # spark.sql analyses eagerly: the result carries the views' plans, not their names.
-        return spark.sql(query)
-    finally:
-        for name in views:
-            spark.catalog.dropTempView(name)
+    # The result carries the views' plans, not their names (on classic and Connect alike).
+    return sql_over_frames(spark, query, views)
 
 
 def _filter(spark, module, config, inputs, metadata) -> DataFrame:

@@ -15,6 +15,7 @@ commit's operation metrics (rows written among them), read from the table histor
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from aqueduct_dagster.blueprint.models import EgressConfig
 from aqueduct_dagster.engine.errors import ConditionError
-from aqueduct_dagster.engine.filesystem import HadoopPath
+from aqueduct_dagster.engine.filesystem import HadoopPath, spark_location, spark_path
+from aqueduct_dagster.engine.modules.depot import DEPOT, execute_depot_egress
 from aqueduct_dagster.engine.modules.common import (
     as_list,
     reader_options,
@@ -31,6 +33,7 @@ from aqueduct_dagster.engine.modules.common import (
 )
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.secrets import reveal_secrets
+from aqueduct_dagster.engine.session import is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
@@ -48,7 +51,7 @@ _SPARK_MODES = {
     "overwrite_partitions": "overwrite",
 }
 #: Config keys accepted by the schema but not acted on by this engine yet.
-_NOT_IMPLEMENTED = ("maintenance", "register_as_table", "on_new_columns", "watermark_key")
+_NOT_IMPLEMENTED = ("maintenance", "on_new_columns", "watermark_key")
 
 
 def execute_egress(
@@ -56,6 +59,8 @@ def execute_egress(
 ) -> ModuleResult:
     config: EgressConfig = module.config
     frame = single_input(module, inputs)
+    if (config.format or "").lower() == DEPOT:
+        return execute_depot_egress(module, frame)
     if bool(config.path) == bool(config.table):
         raise ConditionError(
             "AQ_EGRESS_TARGET",
@@ -65,12 +70,6 @@ def execute_egress(
         )
     fmt = (config.format or ("delta" if config.table else "parquet")).lower()
     mode = config.mode or "error"
-    if fmt == "depot":
-        raise ConditionError(
-            "AQ_EGRESS_UNSUPPORTED",
-            "format 'depot' is written by the depot store, not by the Spark engine",
-            {"format": fmt},
-        )
     if mode == "merge" and fmt != "delta":
         raise ConditionError(
             "AQ_EGRESS_MERGE_REQUIRES_DELTA",
@@ -78,12 +77,14 @@ def execute_egress(
             {"format": fmt, "mode": mode},
             hint="set format: delta, or use mode: overwrite / append",
         )
-    if config.replace_where and fmt != "delta":
+    if config.replace_where and (mode not in ("overwrite", "overwrite_partitions") or config.table and fmt != "delta"):
         raise ConditionError(
             "AQ_EGRESS_UNSUPPORTED",
-            f"replace_where needs format: delta (this Egress writes '{fmt}')",
-            {"format": fmt, "key": "replace_where"},
-            hint="use mode: overwrite_partitions with partition_by for file formats",
+            f"replace_where replaces the rows matching it: it needs mode overwrite or "
+            f"overwrite_partitions{'' if fmt == 'delta' else ' and a path'} (this Egress: "
+            f"mode {mode}{', table' if config.table else ''})",
+            {"format": fmt, "key": "replace_where", "mode": mode},
+            hint="set mode: overwrite_partitions, or drop replace_where",
         )
 
     written_frame = _shape(frame, config)
@@ -113,11 +114,29 @@ def execute_egress(
     if mode == "overwrite_partitions" and config.partition_by:
         options["partitionOverwriteMode"] = "dynamic"
 
-    target = reveal_secrets(config.path) if config.path else reveal_secrets(config.table)
+    target = (
+        spark_location(spark, reveal_secrets(config.path))
+        if config.path
+        else reveal_secrets(config.table)
+    )
     write = _write_delta if fmt == "delta" else _write_files
     metadata.update(write(spark, written_frame, config, fmt, mode, options, target))
+    if config.register_as_table and config.path:
+        metadata["registered_as"] = _register_table(spark, config.register_as_table, fmt, target)
     # Downstream readers get the frame as it came in, not its file layout.
     return ModuleResult(outputs={"main": frame}, metadata=metadata)
+
+
+def _register_table(spark: SparkSession, name: str, fmt: str, location: str) -> str:
+    """Point catalog table `name` at what was just written (later modules read it by name).
+
+    Only catalog metadata changes: the table is external, dropping it never touches the data.
+    """
+    quoted = ".".join(f"`{part}`" for part in name.split("."))
+    where = location.replace("'", "\\'")
+    spark.sql(f"DROP TABLE IF EXISTS {quoted}")
+    spark.sql(f"CREATE TABLE {quoted} USING {fmt} LOCATION '{where}'")
+    return name
 
 
 def _shape(frame: DataFrame, config: EgressConfig) -> DataFrame:
@@ -161,8 +180,12 @@ def _write_files(
         existed = spark.catalog.tableExists(target)
         _writer(frame, fmt, _SPARK_MODES[mode], options, config).saveAsTable(target)
         return {"written": not (mode == "ignore" and existed)}
-    path = HadoopPath(spark, target)
+    path = spark_path(spark, target)
     existed = path.exists()
+    if config.replace_where:
+        frame = _replacing_where(spark, frame, path, fmt, options, config.replace_where)
+        _overwrite_by_swap(spark, frame, path, fmt, options, config)
+        return {"written": True, "target_uri": str(path), "replace_where": config.replace_where}
     dynamic = mode == "overwrite_partitions" and bool(config.partition_by)
     if mode in ("overwrite", "overwrite_partitions") and not dynamic:
         _overwrite_by_swap(spark, frame, path, fmt, options, config)
@@ -173,6 +196,30 @@ def _write_files(
         if dynamic or mode == "append":
             spark.catalog.refreshByPath(str(path))
     return {"written": not (mode == "ignore" and existed), "target_uri": str(path)}
+
+
+def _replacing_where(
+    spark: SparkSession,
+    frame: DataFrame,
+    path: HadoopPath,
+    fmt: str,
+    options: dict[str, str],
+    predicate: str,
+) -> DataFrame:
+    """What the target holds after replacing the rows matching `predicate` (as Delta's
+    replaceWhere does): its current rows that do not match, plus the new rows that do.
+
+    The old rows are read lazily; the overwrite writes to a staging sibling before the swap,
+    so reading the target while writing is safe.
+    """
+    new_rows = frame.where(f"coalesce(({predicate}), false)")
+    if not path.exists():
+        return new_rows
+    reader = spark.read.format(fmt).options(**options)
+    if fmt in ("csv", "json"):
+        reader = reader.schema(frame.schema)  # no inference pass over the old files
+    kept = reader.load(str(path)).where(f"NOT coalesce(({predicate}), false)")
+    return kept.unionByName(new_rows, allowMissingColumns=True)
 
 
 def _overwrite_by_swap(
@@ -229,12 +276,8 @@ def _write_delta(
     options: dict[str, str],
     target: str,
 ) -> dict[str, Any]:
-    from delta.tables import DeltaTable
-
     by_name = bool(config.table)
-    exists = (
-        spark.catalog.tableExists(target) if by_name else DeltaTable.isDeltaTable(spark, target)
-    )
+    exists = _delta_exists(spark, target, by_name)
     if mode == "merge" and exists:
         keys = as_list(config.merge_key)
         if not keys:
@@ -244,16 +287,17 @@ def _write_delta(
                 {"key": "merge_key"},
                 hint="set merge_key: [id] to the columns that identify a row",
             )
-        table = DeltaTable.forName(spark, target) if by_name else DeltaTable.forPath(spark, target)
         # Null-safe: a row with a NULL key matches itself, so a re-run does not duplicate it.
-        condition = " AND ".join(f"target.`{k}` <=> source.`{k}`" for k in keys)
-        (
-            table.alias("target")
-            .merge(frame.alias("source"), condition)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
+        condition = " AND ".join(f"target.{_quoted(k)} <=> source.{_quoted(k)}" for k in keys)
+        # SQL, not the DeltaTable API: it runs the same on a classic session and on a Spark
+        # Connect server (which has Delta's SQL extension but not its Connect plugin).
+        statement = (
+            f"MERGE INTO {_delta_ref(target, by_name)} AS target USING __SOURCE__ AS source "
+            f"ON {condition} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
         )
+        # `{source}` is pyspark's DataFrame placeholder; any other brace is text.
+        statement = statement.replace("{", "{{").replace("}", "}}")
+        spark.sql(statement.replace("__SOURCE__", "{source}"), source=frame)
     else:
         if mode == "merge" and not as_list(config.merge_key):
             raise ConditionError(
@@ -276,10 +320,15 @@ def _write_delta(
 
 def _delta_commit(spark: SparkSession, target: str, by_name: bool) -> dict[str, Any]:
     """Version and operation metrics of the table's last commit (reads the log, not the data)."""
-    from delta.tables import DeltaTable
+    last = None
+    if not is_connect(spark):
+        from delta.tables import DeltaTable
 
-    table = DeltaTable.forName(spark, target) if by_name else DeltaTable.forPath(spark, target)
-    last = table.history(1).select("version", "operation", "operationMetrics").collect()[0]
+        table = DeltaTable.forName(spark, target) if by_name else DeltaTable.forPath(spark, target)
+        last = _last_commit_from_log(spark, table)
+    if last is None:  # the history reads the same facts, with a Spark job of its own
+        history = spark.sql(f"DESCRIBE HISTORY {_delta_ref(target, by_name)} LIMIT 1")
+        last = history.select("version", "operation", "operationMetrics").collect()[0]
     metrics = {k: _number(v) for k, v in (last["operationMetrics"] or {}).items()}
     facts: dict[str, Any] = {
         "delta_version": int(last["version"]),
@@ -289,6 +338,62 @@ def _delta_commit(spark: SparkSession, target: str, by_name: bool) -> dict[str, 
     if "numOutputRows" in metrics:
         facts["rows_written"] = metrics["numOutputRows"]
     return facts
+
+
+def _last_commit_from_log(spark: SparkSession, table: Any) -> dict[str, Any] | None:
+    """The newest commit's version, operation and metrics, read from its `_delta_log` file
+    on the driver. None when it cannot be read that way (then history() is used)."""
+    try:
+        log = table._jdt.deltaLog()
+        # The snapshot this process's own write just installed: no listing, no Spark job.
+        version = int(log.unsafeVolatileSnapshot().version())
+        jvm = spark.sparkContext._jvm
+        path_class = jvm.org.apache.hadoop.fs.Path
+        commit = path_class(log.logPath(), f"{version:020d}.json")
+        fs = commit.getFileSystem(spark._jsparkSession.sessionState().newHadoopConf())
+        if fs.exists(path_class(log.logPath(), f"{version + 1:020d}.json")):
+            return None  # someone committed since: let history() say which is newest
+        stream = fs.open(commit)
+        try:
+            text = bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+        finally:
+            stream.close()
+    except Exception:  # noqa: BLE001 - internal API or log layout not as expected
+        return None
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            info = json.loads(line)["commitInfo"]
+            return {
+                "version": version,
+                "operation": info.get("operation"),
+                "operationMetrics": info.get("operationMetrics") or {},
+            }
+    return None
+
+
+def _delta_exists(spark: SparkSession, target: str, by_name: bool) -> bool:
+    if by_name:
+        return spark.catalog.tableExists(target)
+    if not is_connect(spark):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(spark, target)
+    try:  # a Connect server answers Delta questions through SQL only
+        detail = spark.sql(f"DESCRIBE DETAIL {_delta_ref(target, False)}").collect()
+    except Exception:  # noqa: BLE001 - no table there (or not a Delta one)
+        return False
+    return bool(detail) and str(detail[0]["format"]).lower() == "delta"
+
+
+def _delta_ref(target: str, by_name: bool) -> str:
+    """The Delta table in SQL: a quoted catalog name, or delta.`path`."""
+    if by_name:
+        return ".".join(_quoted(part) for part in target.split("."))
+    return f"delta.{_quoted(target)}"
+
+
+def _quoted(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
 
 
 def _number(value: Any) -> Any:
