@@ -100,8 +100,13 @@ def compile_text(
     profile: str | None = None,
     env: Mapping[str, str] | None = None,
     deployment: Mapping[str, str] | None = None,
+    file_overrides: Mapping[Path, str] | None = None,
 ) -> Manifest:
-    """Compile Blueprint YAML text (tests, patch previews); `source_path` names it in errors."""
+    """Compile Blueprint YAML text (tests, patch previews); `source_path` names it in errors.
+
+    `file_overrides` (resolved path -> text) stand in for Arcade files on disk: a patch to a
+    sub-Blueprint is compiled within its parent before anything is written.
+    """
     source_path = str(source_path)
     return _compile(
         text,
@@ -111,6 +116,7 @@ def compile_text(
         profile=profile,
         env=env,
         deployment=deployment,
+        file_overrides=file_overrides,
     )
 
 
@@ -123,6 +129,7 @@ def _compile(
     profile: str | None,
     env: Mapping[str, str] | None,
     deployment: Mapping[str, str] | None,
+    file_overrides: Mapping[Path, str] | None = None,
 ) -> Manifest:
     document = load_document(text, source_path)
     settings = TemplateSettings(
@@ -131,7 +138,7 @@ def _compile(
         profile=profile,
     )
     root = _unit(document, settings, absolute_path, chain=(), files=())
-    _expand_arcades(root, settings.facts)
+    _expand_arcades(root, settings.facts, dict(file_overrides or {}))
     blueprint = root.blueprint
     flat = flatten(root)
     modules = _compiled_modules(flat)
@@ -189,7 +196,9 @@ def _unit(
     )
 
 
-def _expand_arcades(unit: BlueprintUnit, root_facts: CompileFacts) -> None:
+def _expand_arcades(
+    unit: BlueprintUnit, root_facts: CompileFacts, overrides: Mapping[Path, str]
+) -> None:
     """Load every Arcade's sub-Blueprint of `unit`, recursively, into `unit.children`."""
     for arcade_id in unit.arcades():
         spec = unit.spec(arcade_id)
@@ -207,7 +216,7 @@ def _expand_arcades(unit: BlueprintUnit, root_facts: CompileFacts) -> None:
         )
         try:
             try:
-                text = resolved.read_text(encoding="utf-8")
+                text = overrides.get(resolved) or resolved.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:
                 raise BlueprintError(
                     f"cannot read the Arcade file: {error}", location=SourceLocation(display)
@@ -216,7 +225,7 @@ def _expand_arcades(unit: BlueprintUnit, root_facts: CompileFacts) -> None:
         except BlueprintError as error:
             raise inside(error, chain) from None
         unit.children[arcade_id] = child
-        _expand_arcades(child, root_facts)
+        _expand_arcades(child, root_facts, overrides)
 
 
 def _udfs(root: BlueprintUnit) -> tuple[Udf, ...]:

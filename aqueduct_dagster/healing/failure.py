@@ -12,6 +12,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -106,8 +107,13 @@ def build_failure_package(
     recent_runs: Sequence[Mapping[str, Any]] = (),
     env: Mapping[str, str] | None = None,
 ) -> FailurePackage:
-    redactor = Redactor.for_blueprint(blueprint_text, env)
-    raws = raw_modules(blueprint_text)
+    from aqueduct_dagster.healing.arcade_files import raw_modules as modules_as_written
+
+    source = Path(manifest.source_path)
+    # Arcade children are read from their own files, under their ids in the Manifest.
+    raws = modules_as_written(blueprint_text, source if source.is_file() else None)
+    # Secrets referenced in sub-Blueprints are redacted as well as the parent's own.
+    redactor = Redactor.for_blueprint(blueprint_text + "\n" + yaml.safe_dump(raws), env)
     module = manifest.module(failed_module)
 
     facts = ErrorFacts(

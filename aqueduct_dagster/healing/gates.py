@@ -19,6 +19,7 @@ from typing import Any
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import (
     DeferToHuman,
@@ -43,6 +44,8 @@ class Candidate:
     package: FailurePackage
     blueprint_text: str
     policy: Agent
+    #: The file the patch edits (an Arcade's sub-Blueprint, or the Blueprint itself).
+    target: PatchTarget | None = None
     patched_text: str | None = None
     manifest: Manifest | None = None
     escalate_reasons: list[str] = field(default_factory=list)
@@ -200,11 +203,18 @@ class CompileGate(Gate):
     def check(self, candidate: Candidate) -> GateResult:
         from aqueduct_dagster.blueprint import compile_text
 
+        root = candidate.package.blueprint_path
         try:
-            candidate.patched_text = apply_patch_text(candidate.blueprint_text, candidate.patch)
-            candidate.manifest = compile_text(
-                candidate.patched_text, source_path=candidate.package.blueprint_path
-            )
+            target = route_patch(root, candidate.blueprint_text, candidate.patch)
+            candidate.target = target
+            candidate.patched_text = apply_patch_text(target.text, target.patch)
+            if target.is_root:
+                candidate.manifest = compile_text(candidate.patched_text, source_path=root)
+            else:  # the sub-Blueprint compiles within the Blueprint that uses it
+                candidate.manifest = compile_text(
+                    candidate.blueprint_text, source_path=root,
+                    file_overrides={target.path: candidate.patched_text},
+                )  # fmt: skip
         except PatchError as error:
             return self.reject(f"the patch does not apply: {error.message}")
         except AqueductError as error:

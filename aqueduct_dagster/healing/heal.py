@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.failure import FailurePackage
+from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
 from aqueduct_dagster.healing.gates import (
     Candidate,
     CompileGate,
@@ -102,6 +103,8 @@ class HealOutcome:
     gate_results: list[GateResult] = field(default_factory=list)
     diff: str = ""
     branch: str | None = None
+    #: The file the patch edits, with the patch as written for it (set once the gates pass).
+    target: PatchTarget | None = None
 
 
 def _labels(package: FailurePackage) -> set[str]:
@@ -148,7 +151,8 @@ class Healer:
                 outcome = self._approve(outcome, package, Path(blueprint_path), blueprint_text, policy)
             elif outcome.status == "escalated":
                 # Low confidence or a policy flag: a person decides, whatever the mode.
-                outcome.pending_path = self.stage(outcome, package, Path(blueprint_path), blueprint_text)
+                target = self._edit_target(outcome)
+                outcome.pending_path = self.stage(outcome, package, target.path, target.text)
         except BaseException as error:
             store.finish_heal(heal_id, "error", stop_reason=f"{type(error).__name__}: {error}"[:500])
             raise
@@ -203,10 +207,11 @@ class Healer:
                 turn.rejected_by = rejected.gate if rejected else None
                 store.record_turn(turn)
                 if rejected is None:
-                    patched = candidate.patched_text or apply_patch_text(blueprint_text, proposal.patch)
+                    target = candidate.target or route_patch(package.blueprint_path, blueprint_text, proposal.patch)
+                    patched = candidate.patched_text or apply_patch_text(target.text, target.patch)
                     outcome = HealOutcome(
                         package.heal_id, "staged", proposal.reason, proposal.patch, gate_results=results,
-                        diff=unified_diff(blueprint_text, patched, Path(package.blueprint_path).name),
+                        diff=unified_diff(target.text, patched, target.path.name), target=target,
                     )  # fmt: skip
                     if candidate.escalate_reasons:
                         outcome.status, outcome.message = "escalated", "; ".join(candidate.escalate_reasons)
@@ -228,9 +233,11 @@ class Healer:
             results = run_gates(candidate, [CompileGate(), FullRunGate(self.settings.spark_factory)])
             outcome.gate_results += results
             if all(r.passed for r in results):
+                target = candidate.target or self._edit_target(outcome)
                 revision = RevisionStore(self.settings.revisions_dir).write(
-                    blueprint_path, candidate.patched_text or "", patch=outcome.patch
-                )
+                    target.path, candidate.patched_text or "", patch=target.patch,
+                    blueprint_id=package.blueprint_id,
+                )  # fmt: skip
                 self.settings.store.index_patch(outcome.patch.patch_id, package.blueprint_id, package.signature,
                                                 "applied", None, package.heal_id)  # fmt: skip
                 outcome.status, outcome.revision = "applied", revision
@@ -238,12 +245,20 @@ class Healer:
                 return outcome
             outcome.message = f"auto-apply refused, staged for review: {results[-1].message}"
             mode = "human"
+        target = self._edit_target(outcome)
         if mode == "ci":
-            return self._open_branch(outcome, package, blueprint_path, blueprint_text)
-        outcome.pending_path = self.stage(outcome, package, blueprint_path, blueprint_text)
+            return self._open_branch(outcome, package, target.path, target.text)
+        outcome.pending_path = self.stage(outcome, package, target.path, target.text)
         if outcome.status == "staged":
             outcome.message = f"patch {outcome.patch.patch_id} staged for review: {outcome.message}"
         return outcome
+
+    @staticmethod
+    def _edit_target(outcome: HealOutcome) -> PatchTarget:
+        """The file to edit; from here on the outcome's patch is the one written for it."""
+        assert outcome.target is not None, "set when the gates passed"
+        outcome.patch = outcome.target.patch
+        return outcome.target
 
     def stage(self, outcome: HealOutcome, package: FailurePackage, blueprint_path: Path, blueprint_text: str) -> Path:
         assert outcome.patch is not None
@@ -253,6 +268,8 @@ class Healer:
             "patch": outcome.patch.model_dump(mode="json"),
             "blueprint_id": package.blueprint_id,
             "blueprint_path": str(blueprint_path),
+            # The Blueprint compiled and run: differs from blueprint_path for an Arcade's file.
+            "root_path": str(outcome.target.root_path if outcome.target else blueprint_path),
             "blueprint_sha256": hashlib.sha256(blueprint_text.encode()).hexdigest(),
             "heal_id": package.heal_id,
             "run_id": package.run_id,
@@ -344,15 +361,21 @@ class PatchQueue:
         pending = self.get(patch_id)
         blueprint_path = Path(pending.record["blueprint_path"])
         current = blueprint_path.read_text(encoding="utf-8")
+        root = Path(pending.record.get("root_path") or blueprint_path)
         try:
             patched = apply_patch_text(current, pending.patch)
-            compile_text(patched, source_path=str(blueprint_path))
+            if root.resolve() == blueprint_path.resolve():
+                compile_text(patched, source_path=str(blueprint_path))
+            else:  # an Arcade's sub-Blueprint: it must still compile within its user
+                compile_text(root.read_text(encoding="utf-8"), source_path=str(root),
+                             file_overrides={blueprint_path.resolve(): patched})  # fmt: skip
         except AqueductError as error:
             raise HealError(
                 f"patch '{patch_id}' no longer applies to {blueprint_path}: {error.message}",
                 hint="the blueprint changed since the patch was staged; reject it and let the next failure heal again",
             ) from None
-        revision = self.revisions.write(blueprint_path, patched, patch=pending.patch)
+        revision = self.revisions.write(blueprint_path, patched, patch=pending.patch,
+                                        blueprint_id=pending.record.get("blueprint_id"))  # fmt: skip
         self._move(pending, "applied")
         self.store.set_patch_status(patch_id, "applied")
         return revision

@@ -108,11 +108,14 @@ class RevisionStore:
         )
 
     def write(
-        self, blueprint_path: str | Path, new_text: str, *, patch: PatchSpec | None = None, reason: str = ""
+        self, blueprint_path: str | Path, new_text: str, *, patch: PatchSpec | None = None, reason: str = "",
+        blueprint_id: str | None = None,
     ) -> Revision:
+        """Write `new_text` to `blueprint_path` atomically and record it as the next revision of
+        `blueprint_id` (default: the id in the file; an Arcade's sub-Blueprint passes its user's)."""
         path = Path(blueprint_path)
         old_text = path.read_text(encoding="utf-8")
-        blueprint_id = blueprint_id_of(old_text, path)
+        blueprint_id = blueprint_id or blueprint_id_of(old_text, path)
         number = len(self.history(blueprint_id)) + 1
         revision = Revision(
             blueprint_id=blueprint_id,
