@@ -167,7 +167,7 @@ def check_jars() -> CheckResult:
 def check_spark(config) -> CheckResult:
     from pyspark import SparkContext
 
-    from aqueduct_dagster.engine.session import create_base_session
+    from aqueduct_dagster.engine.session import connect_url_of, create_base_session, is_connect
 
     reused = SparkContext._active_spark_context is not None
     master = config.engine.spark.master_url if config is not None else None
@@ -175,7 +175,11 @@ def check_spark(config) -> CheckResult:
     session = None
     try:
         session = create_base_session(master=master, app_name="aqueduct-doctor")
-        how = "reused the running session" if reused else f"started {session.sparkContext.master}"
+        if is_connect(session):
+            reused = True  # a session on a server others use: never the doctor's to stop
+            how = f"Spark Connect server {connect_url_of(session)}"
+        else:
+            how = "reused the running session" if reused else f"started {session.sparkContext.master}"
         count = session.range(1).count()
     except Exception as error:  # noqa: BLE001 - any failure to start is what we report
         return CheckResult("FAIL", "spark", f"Spark did not start: {_one_line(error)[:500]}")

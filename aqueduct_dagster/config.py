@@ -49,6 +49,8 @@ class AgentConnection(Loose):
 
 
 class SparkSettings(Loose):
+    #: local[N], spark://host:port, sc://host:port (a Spark Connect server), or `managed`:
+    #: the project's own Spark Connect server (`aqueduct spark up`), else classic local.
     master_url: str | None = None
     conf: dict[str, Any] = Field(default_factory=dict)
 

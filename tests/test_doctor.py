@@ -218,5 +218,10 @@ def test_spark_check_reuses_the_running_session(project, spark):
     outcome = doctor(project, spark=True)
     assert outcome.exit_code == 0, outcome.output
     status, detail = outcome.line("spark")
-    assert status == "ok" and detail.startswith("reused the running session; range(1).count() = 1 in")
+    from aqueduct_dagster.engine.session import connect_url_of, is_connect
+
+    how = "reused the running session"
+    if is_connect(spark):
+        how = f"Spark Connect server {connect_url_of(spark)}"
+    assert status == "ok" and detail.startswith(f"{how}; range(1).count() = 1 in")
     assert spark.range(2).count() == 2  # the suite's session is still usable

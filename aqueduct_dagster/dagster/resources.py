@@ -1,12 +1,15 @@
 """The run's SparkSession, as a Dagster resource.
 
-One SparkSession per run: the JVM session is created on first use (with the Blueprint's
-engine block) and every run works in its own `newSession()`, so temp views and SQL conf
-never leak between runs that share a JVM (tests, a warm server).
+One SparkSession per run: the base session is created on first use (with the Blueprint's
+engine block) and every run works in its own session (`newSession()` on a classic JVM, a new
+server-side session on Spark Connect), so temp views and SQL conf never leak between runs
+that share a JVM (tests, a warm server).
 """
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from aqueduct_dagster.blueprint.manifest import Manifest
+
+_log = logging.getLogger(__name__)
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -28,6 +33,7 @@ class SparkResource(dg.ConfigurableResource):
     _store: Any = PrivateAttr(default=None)
     _lineage_recorded: set[str] = PrivateAttr(default_factory=set)
     _started_at: datetime | None = PrivateAttr(default=None)
+    _writer: ThreadPoolExecutor | None = PrivateAttr(default=None)
 
     def bound_manifest(
         self,
@@ -87,9 +93,32 @@ class SparkResource(dg.ConfigurableResource):
         return self._session
 
     def record(self, log: Any, manifest: Manifest, write: Any) -> None:
-        """Write run facts to the framework store; a store problem never fails a pipeline."""
+        """Write run facts to the framework store, off the step's path (each write opens the
+        store: ~0.1 s a step); the run's end waits for them. A store problem never fails a
+        pipeline."""
         try:
             store = self._framework_store()
+        except Exception as error:  # noqa: BLE001 - observability must not break the run
+            log.warning(f"could not record run facts in the aqueduct store: {error}")
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aqueduct-store")
+        self._writer.submit(self._write_facts, store, manifest, write)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The run's end: pending store writes finish; a Spark Connect run session is
+        released on the server (a classic one holds nothing of its own)."""
+        from aqueduct_dagster.engine.session import release_run_session
+
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if self._session is not None:
+            release_run_session(self._session)
+            self._session = None
+
+    def _write_facts(self, store: Any, manifest: Manifest, write: Any) -> None:
+        try:
             if manifest.fingerprint not in self._lineage_recorded:
                 edges = [
                     (module.id, column, source.module, source.column)
@@ -101,7 +130,8 @@ class SparkResource(dg.ConfigurableResource):
                 self._lineage_recorded.add(manifest.fingerprint)
             write(store)
         except Exception as error:  # noqa: BLE001 - observability must not break the run
-            log.warning(f"could not record run facts in the aqueduct store: {error}")
+            # Not the step's Dagster log: that step may be over by now.
+            _log.warning("could not record run facts in the aqueduct store: %s", error)
 
 
 def run_outcome_in(instance: dg.DagsterInstance | None):

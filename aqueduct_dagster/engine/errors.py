@@ -1,8 +1,9 @@
 """Structured Spark errors: what failed, in Spark's own terms, and whether a retry can help.
 
-`extract_spark_error` turns whatever a module raised (a PySpark exception, a raw
-`Py4JJavaError`, a socket error from a dead gateway, a plain Python error) into one
-`SparkErrorInfo` record: condition, SQLSTATE, message parameters, the Java cause chain. The
+`extract_spark_error` turns whatever a module raised (a PySpark exception from a classic or
+a Spark Connect session, a raw `Py4JJavaError`, a socket error from a dead gateway, a plain
+Python error) into one `SparkErrorInfo` record: condition, SQLSTATE, message parameters, the
+Java cause chain. The
 healing layer keys on that record; the retry layer keys on its `transient` flag, which is
 decided once, here.
 """
@@ -39,6 +40,7 @@ _TRANSIENT_TEXT = re.compile(
     r"connection refused|connection reset|broken pipe|connection timed out"
     r"|error while sending or receiving|answer from java side is empty"
     r"|java gateway|py4j.*(gateway|network)|failed to connect to"
+    r"|statuscode\.unavailable"
     r"|executorlostfailure|executor lost|lost executor|executor .* lost"
     r"|fetchfailed|metadatafetchfailed|heartbeat|rpctimeoutexception",
     re.IGNORECASE,
@@ -190,8 +192,9 @@ def extract_spark_error(exc: BaseException) -> SparkErrorInfo:
 
     PySpark exceptions are read through `getCondition()`, `getSqlState()` and
     `getMessageParameters()`; a raw `Py4JJavaError` through its Java exception and the
-    `getCause()` chain (Spark often wraps the telling condition one level down); anything
-    else through its class, message and `__cause__` chain.
+    `getCause()` chain (Spark often wraps the telling condition one level down); a Spark
+    Connect exception, which has no Java object behind it, through the server's stack trace
+    it carries; anything else through its class, message and `__cause__` chain.
     """
     if isinstance(exc, ModuleFailed):
         return exc.error
@@ -264,7 +267,9 @@ def _from_pyspark(exc: Any) -> SparkErrorInfo:
     condition = _safe(exc.getCondition)
     sqlstate = _safe(exc.getSqlState)
     parameters = _safe(exc.getMessageParameters) or {}
-    links = _java_links(origin) if origin is not None else []
+    if condition is None and type(exc).__name__ == "PythonException":
+        condition, sqlstate, parameters = _python_worker_fields(exc, sqlstate, parameters)
+    links = _java_links(origin) if origin is not None else _connect_links(exc)
     # A wrapper condition defers to the first telling one below it.
     message = None
     chosen = telling_index([condition] + [link["condition"] for link in links[1:]])
@@ -286,6 +291,28 @@ def _from_pyspark(exc: Any) -> SparkErrorInfo:
         chain=chain,
         query_context=_query_context(exc),
     )
+
+
+_PYTHON_WORKER = re.compile(
+    r"\[PYTHON_EXCEPTION\] (?P<msg>[^\n]*?): (?P<traceback>Traceback \(most recent call last\).*?)"
+    r"(?:\n\s*SQLSTATE: (?P<sqlstate>[0-9A-Z]{5}))?\s*$",
+    re.DOTALL,
+)
+
+
+def _python_worker_fields(
+    exc: Any, sqlstate: str | None, parameters: dict[str, str]
+) -> tuple[str | None, str | None, dict[str, str]]:
+    """A Python UDF failure as classic PySpark reports it (PYTHON_EXCEPTION, msg, traceback).
+
+    Spark Connect sends it as a bare PythonException whose message holds the server's text.
+    """
+    match = _PYTHON_WORKER.search(str(getattr(exc, "_message", None) or exc))
+    if match is None:
+        return None, sqlstate, parameters
+    traceback = match.group("traceback").rstrip() + "\n"
+    fields = {"msg": match.group("msg"), "traceback": traceback}
+    return "PYTHON_EXCEPTION", sqlstate or match.group("sqlstate"), fields
 
 
 def _from_java(exc: BaseException, java: Any) -> SparkErrorInfo:
@@ -358,6 +385,64 @@ def _java_links(throwable: Any) -> list[dict[str, Any]]:
             current = current.getCause()
         except Exception:  # noqa: BLE001
             break
+    return links
+
+
+_CAUSED_BY = re.compile(r"^Caused by: ([\w.$]+)(?::\s?(.*))?$")
+_LEADING_CONDITION = re.compile(r"^\[([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)\]")
+_SQLSTATE_IN_TEXT = re.compile(r"SQLSTATE: ([0-9A-Z]{5})")
+
+
+def _connect_links(exc: Any) -> list[dict[str, Any]]:
+    """The cause chain of a Spark Connect exception, as `_java_links` gives it for Py4J.
+
+    The server sends its JVM stack trace: the root class on the first line, then one
+    `Caused by: class: message` line per cause. Causes carry no structured fields over the
+    wire; their condition and SQLSTATE are read from the message (`[CONDITION] ... SQLSTATE:`).
+    """
+    trace = _safe(getattr(exc, "getStackTrace", None))
+    if not isinstance(trace, str) or not trace.strip():
+        return []
+    lines = trace.splitlines()
+    message = str(getattr(exc, "_message", None) or "")
+    first_line = message.strip().splitlines()[0] if message.strip() else ""
+    root_class = lines[0].strip()
+    links = [
+        {
+            "java_class": root_class,
+            "message": message,
+            "condition": _safe(exc.getCondition),
+            "sqlstate": _safe(exc.getSqlState),
+            "parameters": _safe(exc.getMessageParameters) or {},
+            "text": f"{root_class}: {first_line}"[:_MAX_LINK],
+        }
+    ]
+    for line in lines[1:]:
+        match = _CAUSED_BY.match(line.strip())
+        if match is None:
+            continue
+        if len(links) >= _MAX_CHAIN:
+            break
+        java_class, text = match.group(1), (match.group(2) or "").strip()
+        condition = _LEADING_CONDITION.match(text)
+        sqlstate = _SQLSTATE_IN_TEXT.search(text)
+        links.append(
+            {
+                "java_class": java_class,
+                "message": text,
+                "condition": condition.group(1) if condition else None,
+                "sqlstate": sqlstate.group(1) if sqlstate else None,
+                "parameters": {},
+                "text": f"{java_class}: {text}"[:_MAX_LINK],
+            }
+        )
+    status = _safe(getattr(exc, "getGrpcStatusCode", None))
+    if status is not None and getattr(status, "name", "") == "UNAVAILABLE":
+        unreachable = "StatusCode.UNAVAILABLE: the Spark Connect server is unreachable"
+        links.append(
+            {"java_class": None, "message": unreachable, "condition": None, "sqlstate": None,
+             "parameters": {}, "text": unreachable}  # fmt: skip
+        )
     return links
 
 

@@ -8,7 +8,7 @@ from aqueduct_dagster.blueprint.models import ChannelConfig
 from aqueduct_dagster.engine.errors import ModuleFailed
 from aqueduct_dagster.engine.registry import execute_module
 
-from .conftest import spark_jobs
+from .conftest import partitions_of, spark_jobs
 
 
 @pytest.fixture
@@ -206,16 +206,16 @@ def test_repartition_coalesce_and_cache(run_spark, module, people):
     spread = _channel(
         run_spark, module, {"op": "repartition", "num_partitions": 3}, {"p": people}
     ).main
-    assert spread.rdd.getNumPartitions() == 3
+    assert partitions_of(spread) == 3
     by_city = _channel(
         run_spark,
         module,
         {"op": "repartition", "num_partitions": 2, "cols": ["city"]},
         {"p": people},
     ).main
-    assert by_city.rdd.getNumPartitions() == 2
+    assert partitions_of(by_city) == 2
     merged = _channel(run_spark, module, {"op": "coalesce", "num": 1}, {"p": spread}).main
-    assert merged.rdd.getNumPartitions() == 1
+    assert partitions_of(merged) == 1
     cached = _channel(
         run_spark, module, {"op": "cache", "storage_level": "MEMORY_ONLY_SER"}, {"p": people}
     )

@@ -21,12 +21,14 @@ READER = "aq_reader"
 PASSWORD = "s3cr3t-Pw-for-jdbc"
 
 
-@pytest.fixture(scope="module")
+# Session-wide like the server: the tests run in a [classic] and a [connect] turn, and the
+# reader role below can be created only once per server.
+@pytest.fixture(scope="session")
 def postgres(postgres_server: PostgresServer) -> PostgresServer:
     return postgres_server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def orders_db(postgres: PostgresServer) -> dict[str, str]:
     """A database with an `orders` table, readable by a role that needs its password."""
     import psycopg2

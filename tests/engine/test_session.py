@@ -9,7 +9,9 @@ import pytest
 
 from aqueduct_dagster.blueprint.models import EngineBlock
 from aqueduct_dagster.engine.session import (
+    connect_url_of,
     create_base_session,
+    is_connect,
     jars_dir,
     resolve_master,
     run_session,
@@ -44,14 +46,16 @@ def test_master_resolution_order(monkeypatch):
 
 
 def test_base_session_has_delta_jars_and_small_data_defaults(spark):
-    conf = spark.sparkContext.getConf()
+    # The session's conf shows the JVM's static settings too, classic and Connect alike.
+    conf = spark.conf
     assert "io.delta.sql.DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
     assert conf.get("spark.sql.catalog.spark_catalog").endswith("DeltaCatalog")
     assert "delta-spark_" in conf.get("spark.jars")
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
     assert spark.conf.get("spark.databricks.delta.snapshotPartitions") == "2"
     warehouse = spark.conf.get("spark.sql.warehouse.dir")
-    assert "spark-state" in warehouse and not warehouse.startswith(
+    state = "connect-state" if is_connect(spark) else "spark-state"
+    assert state in warehouse and not warehouse.startswith(
         str(Path.cwd()) + "/spark-warehouse"
     )
     assert "-Dderby.system.home=" in conf.get("spark.driver.extraJavaOptions")
@@ -60,7 +64,10 @@ def test_base_session_has_delta_jars_and_small_data_defaults(spark):
 def test_create_base_session_returns_the_running_session_unchanged(spark, tmp_path):
     engine = EngineBlock.model_validate({"spark": {"conf": {"spark.sql.shuffle.partitions": 11}}})
     again = create_base_session(engine, state_dir=tmp_path / "other-state")
-    assert again.sparkContext is spark.sparkContext
+    if is_connect(spark):  # the process's session for that server, its settings the server's
+        assert again is spark
+    else:
+        assert again.sparkContext is spark.sparkContext
     assert again.conf.get("spark.sql.shuffle.partitions") == "4"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
     assert not (tmp_path / "other-state").exists()
@@ -93,3 +100,86 @@ def test_run_session_starts_from_the_base_conf_and_applies_run_conf(spark, caplo
     assert tuned.conf.get("spark.sql.warehouse.dir") != "/elsewhere"
     assert "spark.sql.warehouse.dir" in caplog.text
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
+
+
+def test_two_concurrent_runs_on_one_session_kind_are_isolated(spark):
+    """Two runs at once (threads), same view name, different SQL conf: each sees its own.
+
+    On Spark Connect the two run sessions are two server-side sessions of one server.
+    """
+    import threading
+
+    barrier = threading.Barrier(2, timeout=120)
+    seen: dict[str, tuple[int, str, list[int]]] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, rows: int, partitions: str) -> None:
+        try:
+            session = run_session(spark, {"spark.sql.shuffle.partitions": partitions})
+            session.range(rows).createOrReplaceTempView("orders")
+            barrier.wait()  # both views exist now, under the same name
+            count = session.sql("SELECT count(*) AS n FROM orders").first()["n"]
+            ids = [r.id for r in session.sql("SELECT id FROM orders ORDER BY id").collect()]
+            barrier.wait()
+            seen[name] = (count, session.conf.get("spark.sql.shuffle.partitions"), ids)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=run, args=("first", 3, "5")),
+        threading.Thread(target=run, args=("second", 7, "9")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert not errors, errors
+    assert seen["first"] == (3, "5", [0, 1, 2])
+    assert seen["second"] == (7, "9", list(range(7)))
+    assert not spark.catalog.tableExists("orders")
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
+
+
+@pytest.mark.spark_kind("connect")
+def test_connect_run_sessions_are_separate_server_sessions(spark):
+    first, second = run_session(spark), run_session(spark)
+    assert len({spark.session_id, first.session_id, second.session_id}) == 3
+    assert connect_url_of(first) == connect_url_of(spark)
+
+
+@pytest.mark.spark_kind("classic")
+def test_managed_without_a_server_falls_back_to_classic_with_one_log_line(spark, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="aqueduct_dagster.engine.session"):
+        session = create_base_session(master="managed", state_dir=tmp_path / "no-server")
+    assert session.sparkContext is spark.sparkContext
+    lines = [r.getMessage() for r in caplog.records if "Spark Connect" in r.getMessage()]
+    assert len(lines) == 1
+    assert "no healthy managed Spark Connect server" in lines[0]
+    assert "classic in-process Spark session" in lines[0] and "aqueduct spark up" in lines[0]
+
+
+@pytest.mark.spark_kind("connect")
+def test_managed_uses_the_projects_running_server(spark, request, monkeypatch):
+    server = request.getfixturevalue("connect_server")
+    monkeypatch.setenv("AQUEDUCT_SPARK_MASTER", "managed")
+    session = create_base_session(state_dir=Path(server.state_dir))
+    assert is_connect(session) and connect_url_of(session) == server.url
+    assert run_session(session).range(4).count() == 4
+
+
+def test_an_unreachable_connect_url_fails_fast_with_a_hint(tmp_path):
+    import socket
+    import time
+
+    from aqueduct_dagster.engine.session import SparkConnectUnavailable
+
+    with socket.socket() as placeholder:  # a port nothing listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(SparkConnectUnavailable) as caught:
+        create_base_session(master=f"sc://127.0.0.1:{port}", state_dir=tmp_path)
+    assert time.perf_counter() - started < 10
+    assert "does not answer" in caught.value.message
+    assert "aqueduct spark up" in caught.value.hint

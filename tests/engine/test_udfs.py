@@ -6,6 +6,7 @@ import pytest
 
 from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.engine.errors import ConditionError
+from aqueduct_dagster.engine.session import run_session
 from aqueduct_dagster.engine.udfs import register_udfs
 
 pytestmark = pytest.mark.spark
@@ -37,7 +38,7 @@ def _manifest(tmp_path, module: str = "udf_logic_a", entry: str = "shout"):
 
 
 def test_python_udfs_and_factories_are_callable_from_sql(spark, tmp_path):
-    session = spark.newSession()
+    session = run_session(spark)
     assert register_udfs(session, _manifest(tmp_path)) == ["shout", "scale"]
     row = session.sql("SELECT shout('hi') AS s, scale(CAST(4 AS DOUBLE)) AS d").first()
     assert (row.s, row.d) == ("HI!", 10.0)
@@ -45,7 +46,7 @@ def test_python_udfs_and_factories_are_callable_from_sql(spark, tmp_path):
 
 def test_unknown_entry_names_the_udf_and_suggests(spark, tmp_path):
     with pytest.raises(ConditionError) as raised:
-        register_udfs(spark.newSession(), _manifest(tmp_path, "udf_logic_b", entry="shoutt"))
+        register_udfs(run_session(spark), _manifest(tmp_path, "udf_logic_b", entry="shoutt"))
     assert raised.value.condition == "AQ_UDF_REGISTRATION"
     assert "UDF 'shout'" in str(raised.value) and "did you mean 'shout'" in str(raised.value)
 
@@ -54,6 +55,6 @@ def test_missing_module_says_where_it_is_looked_for(spark, tmp_path):
     manifest = compile_text(BLUEPRINT.format(module="no_such_udf_module", entry="x"),
                             source_path=str(tmp_path / "udfs.yml"))  # fmt: skip
     with pytest.raises(ConditionError) as raised:
-        register_udfs(spark.newSession(), manifest)
+        register_udfs(run_session(spark), manifest)
     assert "cannot import module 'no_such_udf_module'" in str(raised.value)
     assert "beside the Blueprint" in raised.value.hint

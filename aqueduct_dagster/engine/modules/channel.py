@@ -19,6 +19,7 @@ from aqueduct_dagster.blueprint.models import ChannelConfig
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.engine.errors import ConditionError
 from aqueduct_dagster.engine.modules.common import (
+    analysed,
     as_list,
     in_session,
     input_named,
@@ -136,7 +137,7 @@ def _rename(spark, module, config, inputs, metadata) -> DataFrame:
     # withColumnsRenamed ignores unknown names; selecting them first reports them (analysis only).
     from pyspark.sql import functions as F
 
-    frame.select(*[F.col(name) for name in mapping])
+    analysed(frame.select(*[F.col(name) for name in mapping]))
     metadata["renamed"] = mapping
     return frame.withColumnsRenamed(mapping)
 

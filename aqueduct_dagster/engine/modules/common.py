@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.engine.errors import ConditionError
 from aqueduct_dagster.engine.secrets import reveal_secrets
+from aqueduct_dagster.engine.session import is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -60,6 +61,13 @@ def in_session(spark: SparkSession, frame: DataFrame) -> DataFrame:
     """
     from pyspark.sql import DataFrame
 
+    if is_connect(spark):
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectFrame
+
+        if frame.sparkSession is spark:
+            return frame
+        # A Connect plan is a self-contained message, analysed by whichever session runs it.
+        return ConnectFrame(frame._plan, spark)
     if frame.sparkSession._jsparkSession.equals(spark._jsparkSession):
         return frame
     jvm = spark.sparkContext._jvm
@@ -68,6 +76,42 @@ def in_session(spark: SparkSession, frame: DataFrame) -> DataFrame:
         spark._jsparkSession, frame._jdf.logicalPlan()
     )
     return DataFrame(rows, spark)
+
+
+def analysed(frame: DataFrame) -> DataFrame:
+    """`frame`, with its analysis errors (unknown columns, bad types) raised now.
+
+    A classic DataFrame is analysed as it is built. A Spark Connect one only when it runs or
+    its schema is asked for: without this, a bad expression would fail at the next action,
+    in whichever module runs it, and be blamed on that one.
+    """
+    if is_connect(frame.sparkSession):
+        frame.schema  # noqa: B018 - one analysis round trip, no Spark job
+    return frame
+
+
+def sql_over_frames(spark: SparkSession, query: str, frames: Mapping[str, DataFrame]) -> DataFrame:
+    """`query` analysed with each frame visible under its name; no name outlives the call.
+
+    Classic: the frames become temp views for the analysis, which is eager, and are dropped
+    right after. Spark Connect analyses a SQL relation only when it runs, so views dropped
+    here would be gone by then: the frames travel inside the plan instead (as the
+    `spark.sql("... {df}", df=frame)` form does), and the schema is asked for at once so a
+    bad query fails in this module, not at the next action downstream.
+    """
+    if is_connect(spark):
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectFrame
+        from pyspark.sql.connect.plan import SQL, SubqueryAlias
+
+        references = [SubqueryAlias(in_session(spark, f)._plan, name) for name, f in frames.items()]
+        return analysed(ConnectFrame(SQL(query, views=references), spark))
+    try:
+        for name, frame in frames.items():
+            frame.createOrReplaceTempView(name)
+        return spark.sql(query)
+    finally:
+        for name in frames:
+            spark.catalog.dropTempView(name)
 
 
 def reader_options(options: Mapping[str, Any]) -> dict[str, str]:

@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 _SPARK_MODES = {
     "overwrite": "overwrite",
     "append": "append",
-    "error": "errorifexists",
-    "errorifexists": "errorifexists",
+    # "error", not its alias "errorifexists": a Spark Connect writer only knows the former.
+    "error": "error",
+    "errorifexists": "error",
     "ignore": "ignore",
     "overwrite_partitions": "overwrite",
 }
@@ -236,7 +237,7 @@ def _overwrite_by_swap(
     staging = path.sibling(f"_aq_staging_{path.name}_{token}")
     backup = path.sibling(f"_aq_backup_{path.name}_{token}")
     try:
-        _writer(frame, fmt, "errorifexists", options, config).save(str(staging))
+        _writer(frame, fmt, "error", options, config).save(str(staging))
         if path.exists():
             if not path.rename_to(backup):
                 raise _swap_failed(path, "could not move the old data aside")
@@ -306,7 +307,7 @@ def _write_delta(
                 {"key": "merge_key"},
                 hint="set merge_key: [id] to the columns that identify a row",
             )
-        spark_mode = "errorifexists" if mode == "merge" else _SPARK_MODES[mode]
+        spark_mode = "error" if mode == "merge" else _SPARK_MODES[mode]
         writer = _writer(frame, fmt, spark_mode, options, config)
         if by_name:
             writer.saveAsTable(target)

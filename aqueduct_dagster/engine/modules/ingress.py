@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aqueduct_dagster.blueprint.models import IngressConfig
 from aqueduct_dagster.engine.errors import ConditionError
-from aqueduct_dagster.engine.filesystem import HadoopPath
+from aqueduct_dagster.engine.filesystem import spark_location, spark_path
 from aqueduct_dagster.engine.modules.common import reader_options, schema_facts
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.secrets import reveal_secrets
@@ -89,7 +89,7 @@ def execute_ingress(
     if config.table:
         frame = reader.table(reveal_secrets(config.table))
     elif config.path:
-        frame = reader.format(fmt).load(reveal_secrets(config.path))
+        frame = reader.format(fmt).load(spark_location(spark, reveal_secrets(config.path)))
     elif options:  # sources addressed by options alone (jdbc: url + dbtable)
         frame = reader.format(fmt).load()
     else:
@@ -128,7 +128,7 @@ def _format_from_path(spark: SparkSession, path: str | None) -> str:
         if lowered.endswith(suffix):
             return fmt
     try:
-        if HadoopPath(spark, reveal_secrets(path)).child("_delta_log").exists():
+        if spark_path(spark, reveal_secrets(path)).child("_delta_log").exists():
             return "delta"
     except Exception:  # noqa: BLE001 - a bad path is reported by the read itself
         pass

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aqueduct_dagster.blueprint.models import ProbeConfig, ProbeSignal
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.engine.errors import ConditionError, extract_spark_error
-from aqueduct_dagster.engine.modules.common import single_input
+from aqueduct_dagster.engine.modules.common import analysed, single_input
 from aqueduct_dagster.engine.results import ModuleResult
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def _plan(signal: ProbeSignal, entry: dict[str, Any], frame: DataFrame, key: str
     if plan.columns:
         # Analyse this signal's aggregates alone (no Spark job), so that one bad expression
         # is reported on its own signal instead of sinking the whole batch.
-        frame.agg(*[column.alias(alias) for alias, column in plan.columns.items()])
+        analysed(frame.agg(*[column.alias(alias) for alias, column in plan.columns.items()]))
     return plan
 
 
@@ -172,9 +172,24 @@ def _schema_snapshot(signal, entry, frame, key) -> _Plan:
 
 
 def _partition_stats(signal, entry, frame, key) -> _Plan:
-    # Planning the RDD's partitions lists the input files at most; it runs no Spark job.
-    entry["value"] = {"num_partitions": frame.rdd.getNumPartitions()}
-    return _Plan(entry)
+    from aqueduct_dagster.engine.session import is_connect
+
+    if not is_connect(frame.sparkSession):
+        # Planning the RDD's partitions lists the input files at most; it runs no Spark job.
+        entry["value"] = {"num_partitions": frame.rdd.getNumPartitions()}
+        return _Plan(entry)
+    from pyspark.sql import functions as F
+
+    # Spark Connect has no RDD API: the highest partition id seen, in the full-frame batch.
+    entry["note"] = "Spark Connect: counted from the partitions that hold rows"
+    column = f"{key}_partition"
+
+    def judge(row: Row) -> None:
+        last = row[column]
+        entry["value"] = {"num_partitions": 0 if last is None else int(last) + 1}
+
+    fraction = _in_batch(entry, FULL)
+    return _Plan(entry, fraction, {column: F.max(F.spark_partition_id())}, judge)
 
 
 def _row_count_estimate(signal, entry, frame, key) -> _Plan:
