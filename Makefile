@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export DAGSTER_HOME   := $(CURDIR)/.dagster_home
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: setup venv jars demo test test-fast dev validate clean
+.PHONY: setup venv jars demo test test-fast dev validate bench clean
 
 setup: venv jars
 
@@ -45,6 +45,11 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 
 validate: setup
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+# Not a test: the framework against hand-written PySpark (see the README, "Benchmarks").
+# Results go to bench/results/; e.g. make bench BENCH_ARGS="--sizes tiny --warm".
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data .aqueduct spark-warehouse $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/logs $(DAGSTER_HOME)/schedules

@@ -6,6 +6,7 @@ Parsing is strict (a query that does not parse is the user's error); lineage is 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -45,8 +46,14 @@ def parse_single_select(sql: str) -> exp.Query:
     """Parse one read-only query (SELECT, WITH ... SELECT, or a UNION of them).
 
     Raises BlueprintError for anything else: DDL/DML, commands, several statements, or SQL
-    that does not parse.
+    that does not parse. The tree is shared by callers parsing the same text (compiling a
+    Channel checks its SQL, then traces its lineage): `.copy()` it before changing it.
     """
+    return _parse_single_select(sql)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_single_select(sql: str) -> exp.Query:
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as error:
@@ -218,8 +225,11 @@ def _lineage(
             continue
         sources: list[tuple[str, str]] = []
         try:
+            # trim_selects would copy the whole query per lineage step; only the steps'
+            # tables and names are read here.
             node = sqlglot_lineage(
-                name, qualified, schema=schema, dialect=DIALECT, scope=scope, copy=False
+                name, qualified, schema=schema, dialect=DIALECT, scope=scope, copy=False,
+                trim_selects=False,
             )
             for step in node.walk():
                 if isinstance(step.expression, exp.Table):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
 from aqueduct_dagster.blueprint import compile_blueprint
 from aqueduct_dagster.blueprint.manifest import Manifest
@@ -54,10 +57,26 @@ def job_name_for(manifest: Manifest) -> str:
 
 
 def build_blueprint_job(
-    manifest: Manifest, assets: Sequence[dg.AssetsDefinition]
-) -> dg.UnresolvedAssetJobDefinition:
+    manifest: Manifest,
+    assets: Sequence[dg.AssetsDefinition],
+    resources: Mapping[str, Any] | None = None,
+) -> dg.JobDefinition:
+    """The Blueprint's job, resolved against the Blueprint's own assets.
+
+    Dagster resolves an unresolved asset job against the whole code location, scanning every
+    asset of every Blueprint for every job (quadratic: 1.9 s of a 200-Blueprint load). A
+    Blueprint's assets only read each other, so its own graph is all the job needs.
+    """
     # In-process: one SparkSession for the whole run; the multiprocess executor would start a
     # JVM per step (measured ~3x slower) and could not hand DataFrames between steps.
+    return _unresolved_blueprint_job(manifest, assets).resolve(
+        asset_graph=AssetGraph.from_assets(list(assets)), resource_defs=resources
+    )
+
+
+def _unresolved_blueprint_job(
+    manifest: Manifest, assets: Sequence[dg.AssetsDefinition]
+) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=job_name_for(manifest),
         selection=dg.AssetSelection.assets(*[key for a in assets for key in a.keys]),
@@ -79,6 +98,34 @@ def build_definitions(
     manifests: Iterable[Manifest] | None = None,
 ) -> dg.Definitions:
     """Compile every Blueprint in `blueprints_dir` into assets, checks and one job each."""
+    with _rare_gc():
+        return _build_definitions(blueprints_dir, translator, context_overrides, resources, manifests)
+
+
+@contextmanager
+def _rare_gc() -> Iterator[None]:
+    """Collect cyclic garbage rarely while definitions are built.
+
+    A large code location allocates millions of objects that all stay alive; at the default
+    threshold the collector rescans them ~every 700 allocations, a fifth of the load time
+    (200 Blueprints: 6.0 s -> 4.8 s median). Garbage is still collected, only in bigger
+    batches; the previous thresholds are back afterwards.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], 50_000), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+def _build_definitions(
+    blueprints_dir: str | Path | None,
+    translator: BlueprintTranslator | None,
+    context_overrides: Mapping[str, Any] | None,
+    resources: Mapping[str, Any] | None,
+    manifests: Iterable[Manifest] | None,
+) -> dg.Definitions:
     if manifests is None:
         folder = blueprints_dir or os.environ.get("AQUEDUCT_BLUEPRINTS_DIR", "blueprints")
         manifests = [
@@ -87,12 +134,6 @@ def build_definitions(
         ]
     manifests = list(manifests)
     _reject_duplicate_ids(manifests)
-    assets: list[dg.AssetsDefinition] = []
-    jobs = []
-    for manifest in manifests:
-        blueprint_assets = build_blueprint_assets(manifest, translator)
-        assets.extend(blueprint_assets)
-        jobs.append(build_blueprint_job(manifest, blueprint_assets))
     all_resources: dict[str, Any] = {
         SPARK_RESOURCE_KEY: SparkResource(
             state_dir=os.environ.get("AQUEDUCT_STATE_DIR", ".aqueduct"),
@@ -101,6 +142,12 @@ def build_definitions(
         IO_MANAGER_KEY: spark_frame_io_manager,
     }
     all_resources.update(resources or {})
+    assets: list[dg.AssetsDefinition] = []
+    jobs = []
+    for manifest in manifests:
+        blueprint_assets = build_blueprint_assets(manifest, translator)
+        assets.extend(blueprint_assets)
+        jobs.append(build_blueprint_job(manifest, blueprint_assets, all_resources))
     return dg.Definitions(
         assets=[*assets, *revision_asset_specs(manifests)],
         jobs=[*jobs, aqueduct_heal_job, approve_patch_job, reject_patch_job],
