@@ -15,12 +15,22 @@ _SPARK: Any = None
 
 
 def _spark() -> Any:
-    global _SPARK
-    if _SPARK is None:
-        from aqueduct_dagster.engine.session import create_base_session, run_session
+    from aqueduct_dagster.engine.session import create_base_session, run_session, use_api_of
 
+    global _SPARK
+    if _SPARK is None or _stopped(_SPARK):
         _SPARK = run_session(create_base_session(app_name="aqtest"))
+    use_api_of(_SPARK)
     return _SPARK
+
+
+def _stopped(session: Any) -> bool:
+    """A session whose JVM was stopped (classic) or whose client was closed (Spark Connect)."""
+    from aqueduct_dagster.engine.session import is_connect
+
+    if is_connect(session):
+        return bool(session.is_stopped)
+    return session.sparkContext._jsc is None
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
