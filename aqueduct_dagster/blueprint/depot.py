@@ -153,5 +153,4 @@ def _is_depot_egress(module: CompiledModule) -> bool:
 
 
 def _where(module: CompiledModule) -> SourceLocation | None:
-    where = module.location
-    return SourceLocation(where.file, where.line, where.column) if where else None
+    return module.location.as_source() if module.location else None

@@ -23,6 +23,7 @@ from aqueduct_dagster.blueprint.models import (
     RetryPolicy,
     Udf,
 )
+from aqueduct_dagster.errors import SourceLocation
 
 
 class Frozen(BaseModel):
@@ -37,6 +38,10 @@ class Location(Frozen):
     def __str__(self) -> str:
         parts = [self.file] + [str(p) for p in (self.line, self.column) if p is not None]
         return ":".join(parts)
+
+    def as_source(self) -> SourceLocation:
+        """This location as the error root (`AqueductError.location`) wants it."""
+        return SourceLocation(file=self.file, line=self.line, column=self.column)
 
 
 ProvenanceSource = Literal[

@@ -594,9 +594,7 @@ def module_failure(
 def location_of(module: Any) -> SourceLocation | None:
     """A CompiledModule's Blueprint location, as the error root wants it."""
     where = getattr(module, "location", None)
-    if where is None:
-        return None
-    return SourceLocation(file=where.file, line=where.line, column=where.column)
+    return where.as_source() if where is not None else None
 
 
 class AssertionFailed(EngineError):
