@@ -6,7 +6,6 @@ these tests are skipped.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -14,13 +13,9 @@ import pytest
 
 from aqueduct_dagster.blueprint import compile_blueprint
 from aqueduct_dagster.errors import BlueprintError
+from tests.support.shared import shared_reference
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("AQUEDUCT_SHARED", REPO.parent / "shared"))
-GALLERY = SHARED / "reference" / "aqueduct-gallery"
-
-if not GALLERY.is_dir():
-    pytest.skip(f"aqueduct-gallery not found at {GALLERY}", allow_module_level=True)
+GALLERY = shared_reference("aqueduct-gallery")
 
 #: Features we knowingly do not compile yet; a gallery failure must name one of them.
 UNSUPPORTED_FEATURES: tuple[str, ...] = ()  # Arcade compiles since sub-Blueprint expansion

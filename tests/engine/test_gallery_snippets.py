@@ -3,15 +3,12 @@
 Each snippet folder of `<shared>/reference/aqueduct-gallery/snippets/` holds a `blueprint.yml`
 that reads `data/input/...` and writes `data/output/...`. Here the input each one needs is
 generated (tiny, with the columns its SQL and rules use) under `tmp_path`, the `data/` paths
-are pointed there, and the Manifest is run with `run_manifest`. A snippet that needs a feature
-the engine lacks is listed in UNSUPPORTED with the reason; it must fail with a clean
-AqueductError (never a raw exception), and one that starts to run fails the test until it
-moves to the passing set.
+are pointed there, and the Manifest is run with `run_manifest`. Every snippet must run and produce
+the outputs listed for it in OUTPUTS; a new snippet without expected outputs fails the suite.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -22,25 +19,12 @@ import pytest
 
 from aqueduct_dagster.blueprint import RunInfo, bind_runtime, compile_text
 from aqueduct_dagster.blueprint.depot import uses_depot, watermark_key
-from aqueduct_dagster.engine.errors import ModuleFailed
 from aqueduct_dagster.engine.runner import RunResult, run_manifest
-from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.stores.depot import Depot
 from aqueduct_dagster.stores.duckdb_store import DuckDBStore
+from tests.support.shared import shared_reference
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("AQUEDUCT_SHARED", REPO.parent / "shared"))
-SNIPPETS = SHARED / "reference" / "aqueduct-gallery" / "snippets"
-
-if not SNIPPETS.is_dir():
-    pytest.skip(f"no gallery snippets at {SNIPPETS} (set AQUEDUCT_SHARED)", allow_module_level=True)
-
-#: Snippet -> why the engine cannot run it yet (the feature, and the tracking issue).
-UNSUPPORTED: dict[str, str] = {
-}
-#: ...and the condition each one fails with (AQ_* from the engine, or Spark's own).
-FAILS_WITH: dict[str, str] = {
-}
+SNIPPETS = shared_reference("aqueduct-gallery", "snippets")
 
 RUN_STARTED = datetime(2026, 1, 15, 8, 30, tzinfo=timezone.utc)
 
@@ -230,7 +214,6 @@ TWEAKS: dict[str, list[tuple[str, str]]] = {
 }
 
 SNIPPET_NAMES = sorted(p.name for p in SNIPPETS.iterdir() if (p / "blueprint.yml").is_file())
-_SUMMARY: dict[str, str] = {}
 
 
 def _with_local_data(text: str, root: Path) -> str:
@@ -285,11 +268,11 @@ def _prepare(name: str, root: Path, spark: Any) -> None:
 
 
 def test_every_snippet_is_classified():
-    unknown = sorted(set(SNIPPET_NAMES) - set(OUTPUTS) - set(UNSUPPORTED))
-    assert not unknown, f"new gallery snippets: classify them in OUTPUTS or UNSUPPORTED: {unknown}"
+    unknown = sorted(set(SNIPPET_NAMES) - set(OUTPUTS))
+    assert not unknown, f"new gallery snippets: give them expected outputs in OUTPUTS: {unknown}"
 
 
-@pytest.mark.parametrize("name", [n for n in SNIPPET_NAMES if n not in UNSUPPORTED])
+@pytest.mark.parametrize("name", SNIPPET_NAMES)
 def test_snippet_runs(name, spark, snippet_root):
     _prepare(name, snippet_root, spark)
     manifest = _compile(name, snippet_root)
@@ -299,20 +282,6 @@ def test_snippet_runs(name, spark, snippet_root):
     for output, expected in OUTPUTS[name].items():
         target = output if output.startswith("table:") else snippet_root / "data/output" / output
         assert _rows(target, spark) == expected, output
-    _SUMMARY[name] = "passed"
-
-
-@pytest.mark.parametrize("name", sorted(n for n in UNSUPPORTED if n in SNIPPET_NAMES))
-def test_unsupported_snippet_fails_cleanly(name, spark, snippet_root):
-    _prepare(name, snippet_root, spark)
-    manifest = _compile(name, snippet_root)
-    with pytest.raises(AqueductError) as raised:
-        run_manifest(spark, manifest)
-    error = raised.value
-    assert isinstance(error, ModuleFailed), f"{type(error).__name__}: {error}"
-    assert error.module_id in manifest.modules
-    assert error.error.condition == FAILS_WITH[name], str(error)
-    _SUMMARY[name] = f"unsupported ({error.error.condition} in '{error.module_id}')"
 
 
 def test_enabled_snippet_runs_the_premium_branch_when_switched_on(spark, snippet_root):
@@ -387,15 +356,3 @@ def test_depot_snippet_appends_only_new_events_on_the_next_run(spark, snippet_ro
     run("second")
     assert _rows(snippet_root / "data" / "output" / "events.parquet") == 3
     assert depot.get(watermark_key("new_events")) == "2025-07-01 09:00:00"
-
-
-def test_summary():
-    """Prints which snippets ran (run with -s to see it; order: after the parametrized tests)."""
-    passed = sorted(n for n, s in _SUMMARY.items() if s == "passed")
-    unsupported = {n: s for n, s in _SUMMARY.items() if s != "passed"}
-    print(
-        f"\ngallery snippets: {len(passed)} passed, {len(unsupported)} unsupported "
-        f"of {len(SNIPPET_NAMES)}: passed={passed}"
-    )
-    for name, status in sorted(unsupported.items()):
-        print(f"  {name}: {status}")

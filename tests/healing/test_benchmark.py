@@ -4,7 +4,6 @@ the LLM path (real instructor client, scripted endpoint), --execute on Spark, an
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from aqueduct_dagster.healing.benchmark import (
 from aqueduct_dagster.healing.patch import PatchSpec, apply_patch_text
 from aqueduct_dagster.stores import DuckDBStore
 from tests.support.scripted_llm import scripted_llm
+from tests.support.shared import require_shared, shared_path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("AQUEDUCT_SHARED", REPO.parent / "shared"))
-GALLERY = SHARED / "reference" / "aqueduct-gallery" / "aqscenarios"
+GALLERY = shared_path("aqueduct-gallery", "aqscenarios")
 #: Measured with the offline rules (16 of 19); a regression floor, not the expected result.
 GALLERY_RULES_FLOOR = 16
 
@@ -414,8 +413,8 @@ def _effect_really_holds(effect: dict, original: dict, patched: dict) -> bool:
     return all(checks)
 
 
-@pytest.mark.skipif(not GALLERY.is_dir(), reason=f"aqueduct-gallery not found at {GALLERY}")
 def test_gallery_with_the_offline_rules():
+    require_shared(GALLERY)
     scenarios = discover_scenarios(GALLERY)
     report = run_benchmark(GALLERY, healer="rules")
     assert len(report.results) == len(scenarios) >= 19

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,14 @@ from click.testing import CliRunner
 
 from aqueduct_dagster.cli import main
 from aqueduct_dagster.testing import AqTestError, run_aqtest_file
+from tests.support.shared import require_shared, shared_path
 
 # Request the suite's session so it is the one that starts the JVM, whatever the test order.
 pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
 REPO = Path(__file__).resolve().parents[2]
-GALLERY_AQTESTS = Path(os.environ.get("AQUEDUCT_SHARED", REPO.parent / "shared")) / "reference/aqueduct-gallery/aqtests"
+GALLERY_AQTESTS = shared_path("aqueduct-gallery", "aqtests")
+#: Collected even without the shared folder, so the test can say so (and fail in CI).
+GALLERY_AQTEST_NAMES = sorted(p.name for p in GALLERY_AQTESTS.iterdir() if p.is_dir()) if GALLERY_AQTESTS.is_dir() else ["<missing>"]
 
 pytest_plugins = ["pytester"]
 
@@ -65,9 +67,9 @@ def test_pytest_plugin_collects_aqtest_files(spark, pytester):
     outcome.assert_outcomes(passed=2)
 
 
-@pytest.mark.skipif(not GALLERY_AQTESTS.is_dir(), reason="shared gallery not present")
-@pytest.mark.parametrize("name", sorted(p.name for p in GALLERY_AQTESTS.iterdir() if p.is_dir()) if GALLERY_AQTESTS.is_dir() else [])
+@pytest.mark.parametrize("name", GALLERY_AQTEST_NAMES)
 def test_gallery_aqtests(spark, name):
+    require_shared(GALLERY_AQTESTS)
     results = run_aqtest_file(GALLERY_AQTESTS / name / "blueprint.aqtest.yml", spark)
     failures = {r.test_id: r.failures for r in results if not r.passed}
     assert not failures, failures
