@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export DAGSTER_HOME   := $(CURDIR)/.dagster_home
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: setup venv jars demo test test-fast dev validate bench clean
+.PHONY: setup venv jars demo test test-fast lint dev validate bench clean
 
 setup: venv jars
 
@@ -36,6 +36,9 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 
 test: setup
 	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 test-fast: setup
 	$(PY) -m pytest -m "not e2e"
