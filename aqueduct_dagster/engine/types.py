@@ -91,11 +91,6 @@ def spark_type_name(name: str) -> str:
     )
 
 
-def types_match(expected: str, actual_simple_string: str) -> bool:
-    """Whether a Blueprint type name names the same Spark type as `actual.simpleString()`."""
-    return spark_type_name(expected) == actual_simple_string.lower()
-
-
 def _struct_field(part: str, whole: str) -> str:
     separator = ":" if ":" in part else " "
     name, _, kind = part.strip().partition(separator)

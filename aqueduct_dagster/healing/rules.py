@@ -71,10 +71,6 @@ def diagnose_with_rules(package: FailurePackage) -> Diagnosis:
     )
 
 
-def rule_names() -> list[str]:
-    return [name for name, _ in _RULES]
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -554,24 +550,4 @@ def delta_schema_changed(package: FailurePackage) -> PatchSpec | None:
         root_cause="Delta schema changed: the table gained columns, and the module does not merge the schema",
         # Schema evolution changes a table for everyone who reads it: a person approves it.
         category="schema_drift", confidence=0.6,
-    )  # fmt: skip
-
-
-_DUCKDB_LIMIT = re.compile(r"memory limit is currently set to ([\d.]+)\s*([KMGT]i?B)", re.I)
-
-
-@rule("duckdb_memory_limit")
-def duckdb_memory_limit(package: FailurePackage) -> PatchSpec | None:
-    text = f"{package.condition} {package.error.exception_class} {package.error.message}"
-    if "duckdb" not in text.lower() or not re.search(r"out of memory|OutOfMemory|OUT_OF_MEMORY", text, re.I):
-        return None
-    current = _DUCKDB_LIMIT.search(text)
-    # Double what the error says is set; without that, a limit that suits a small machine.
-    value = f"{float(current.group(1)) * 2:g}{current.group(2)}" if current else "4GB"
-    return _patch(
-        package, "duckdb-memory",
-        [{"op": "set_engine_config", "engine": "duckdb", "key": "memory_limit", "value": value}],
-        rationale=f"DuckDB ran out of memory at its configured limit; the limit becomes {value}",
-        root_cause="DuckDB out of memory: the aggregation needs more than engine.duckdb.memory_limit",
-        category="oom_config", confidence=0.75,
     )  # fmt: skip

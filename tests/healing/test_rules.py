@@ -302,16 +302,3 @@ def test_delta_schema_change_turns_on_merge_schema_for_a_person_to_approve():
 )
 def test_delta_schema_change_needs_a_delta_module_without_merge_schema(config):
     assert diagnose_with_rules(package(None, {}, DELTA_CHANGED, module_type="Egress", config=config)).patch is None
-
-
-@pytest.mark.parametrize(
-    "message, value",
-    [
-        ("duckdb.duckdb.OutOfMemoryException: Out of Memory Error: failed to allocate data of size 256.0 MiB "
-         "(1.0 GiB/1.0 GiB used). The memory limit is currently set to 1.0 GiB.", "2GiB"),
-        ("duckdb.duckdb.OutOfMemoryException: Out of Memory Error: could not allocate block", "4GB"),
-    ],
-)
-def test_duckdb_out_of_memory_raises_the_memory_limit(message, value):
-    diagnosis = diagnose_with_rules(package("DUCKDB_OUT_OF_MEMORY", {}, message))
-    assert ops(diagnosis) == [{"op": "set_engine_config", "engine": "duckdb", "key": "memory_limit", "value": value}]
