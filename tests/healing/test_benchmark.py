@@ -35,8 +35,10 @@ from tests.support.shared import require_shared, shared_path
 
 REPO = Path(__file__).resolve().parents[2]
 GALLERY = shared_path("aqueduct-gallery", "aqscenarios")
-#: Measured with the offline rules (16 of 19); a regression floor, not the expected result.
-GALLERY_RULES_FLOOR = 16
+#: Measured with the offline rules (15 of 19); a regression floor, not the expected result.
+#: Scenario 14 tunes a DuckDB engine this project does not have: its rule patched a block no
+#: engine reads, so it was removed rather than kept to score.
+GALLERY_RULES_FLOOR = 15
 
 BLUEPRINT = """\
 aqueduct: "1.0"
