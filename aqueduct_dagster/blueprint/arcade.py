@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from aqueduct_dagster.blueprint.graph import MAIN, SPILLWAY, ModuleGraph
 from aqueduct_dagster.blueprint.loader import BlueprintDocument

@@ -16,7 +16,7 @@ import ast
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 FunctionKind = Literal["compile", "secret", "runtime", "depot"]
@@ -235,8 +235,8 @@ def evaluate_runtime(call: FunctionCall, run: RunInfo) -> str | None:
     if call.name == "run.timestamp":
         started = run.started_at
         if started.tzinfo is not None:
-            started = started.astimezone(timezone.utc)
-        return started.replace(tzinfo=timezone.utc).isoformat(timespec="seconds")
+            started = started.astimezone(UTC)
+        return started.replace(tzinfo=UTC).isoformat(timespec="seconds")
     if call.name == "date.today":
         return today.isoformat()
     if call.name == "date.yesterday":

@@ -184,7 +184,7 @@ class _GraphBuilder:
                     f"(chaining only works with {', '.join(CHAINABLE_TYPES)})",
                 )
         ids = list(self.modules)
-        return [_Wire(a, b, MAIN, None, (), None) for a, b in zip(ids, ids[1:])]
+        return [_Wire(a, b, MAIN, None, (), None) for a, b in zip(ids, ids[1:], strict=False)]
 
     def _explicit(self, number: int, edge: Edge, earlier: list[_Wire]) -> _Wire:
         self._known(edge.from_, ("edges", number, "from"), "edge source")

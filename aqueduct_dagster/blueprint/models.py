@@ -10,7 +10,7 @@ being silently ignored. They accept every key of the aqueduct-core 2.3.0 schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -430,7 +430,7 @@ class Arcade(ModuleBase):
 
 
 Module = Annotated[
-    Union[Ingress, Channel, Egress, Assert, Junction, Funnel, Probe, Regulator, Arcade],
+    Ingress | Channel | Egress | Assert | Junction | Funnel | Probe | Regulator | Arcade,
     Field(discriminator="type"),
 ]
 

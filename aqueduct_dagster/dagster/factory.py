@@ -20,15 +20,15 @@ from aqueduct_dagster.dagster.assets import (
     build_blueprint_assets,
 )
 from aqueduct_dagster.dagster.healing import (
-    aqueduct_heal_job,
     approve_patch_job,
+    aqueduct_heal_job,
     build_failure_sensor,
     reject_patch_job,
     revision_asset_specs,
 )
 from aqueduct_dagster.dagster.io_manager import spark_frame_io_manager
-from aqueduct_dagster.dagster.retry import dagster_retry
 from aqueduct_dagster.dagster.resources import SparkResource
+from aqueduct_dagster.dagster.retry import dagster_retry
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, safe_name
 from aqueduct_dagster.errors import ConfigError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class SparkResource(dg.ConfigurableResource):
         from aqueduct_dagster.blueprint.depot import bind_depot, uses_depot
 
         if self._started_at is None:
-            self._started_at = datetime.now(timezone.utc)
+            self._started_at = datetime.now(UTC)
         key = (manifest.fingerprint or manifest.blueprint_id, run_id)
         if key not in self._bound:
             run = RunInfo(run_id=run_id, started_at=self._started_at, prev_run_id=prev_run_id)

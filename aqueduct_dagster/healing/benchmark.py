@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1015,7 +1016,7 @@ def execute_scenario(loaded: LoadedScenario, attempt: HealAttempt, spark: Any, s
 
 def _run_text(text: str, loaded: LoadedScenario, data_dir: Path, headers: set[str], spark: Any,
               scratch: Path) -> None:  # fmt: skip
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from aqueduct_dagster.blueprint import RunInfo, bind_runtime, compile_text
     from aqueduct_dagster.engine.session import run_session
@@ -1023,7 +1024,7 @@ def _run_text(text: str, loaded: LoadedScenario, data_dir: Path, headers: set[st
 
     runnable = runnable_text(text, data_dir, headers, scratch / "sinks")
     manifest = compile_text(runnable, source_path=loaded.blueprint_path)
-    manifest = bind_runtime(manifest, RunInfo(run_id="benchmark", started_at=datetime.now(timezone.utc)))
+    manifest = bind_runtime(manifest, RunInfo(run_id="benchmark", started_at=datetime.now(UTC)))
     session = run_session(spark, manifest.engine.spark.conf)
     run_on_spark(session, manifest, sample_rows=None, scratch=scratch)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import io
 import re
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from ruamel.yaml import YAML
@@ -127,11 +127,9 @@ class DeferToHuman(Op):
 
 
 Operation = Annotated[
-    Union[
-        SetModuleConfigKey, ReplaceModuleConfig, ReplaceModuleLabel, InsertModule, RemoveModule,
-        ReplaceEdge, ReplaceContextValue, ReplaceMacro, SetEngineConfig, SetModuleOnFailure,
-        ReplaceRetryPolicy, AddProbe, DeferToHuman,
-    ],
+    SetModuleConfigKey | ReplaceModuleConfig | ReplaceModuleLabel | InsertModule | RemoveModule
+    | ReplaceEdge | ReplaceContextValue | ReplaceMacro | SetEngineConfig | SetModuleOnFailure
+    | ReplaceRetryPolicy | AddProbe | DeferToHuman,
     Field(discriminator="op"),
 ]  # fmt: skip
 
@@ -173,7 +171,7 @@ class PatchSpec(BaseModel):
 
 
 def new_patch_id(slug: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{re.sub(r'[^a-z0-9]+', '-', slug.lower()).strip('-')[:40]}-{stamp}"
 
 

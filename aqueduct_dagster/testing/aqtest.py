@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,11 +118,11 @@ def run_case(case: TestCase, manifest: Any, spark: Any, *, source: Path) -> Case
             f"test '{case.id}': no module '{case.module}' in blueprint '{manifest.blueprint_id}'",
             location=SourceLocation(str(source)), hint=f"did you mean '{close[0]}'?" if close else None,
         )  # fmt: skip
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from aqueduct_dagster.engine.udfs import register_udfs
 
-    bound = bind_runtime(manifest, RunInfo(run_id="aqtest", started_at=datetime.now(timezone.utc)))
+    bound = bind_runtime(manifest, RunInfo(run_id="aqtest", started_at=datetime.now(UTC)))
     register_udfs(spark, bound)
     module = bound.module(case.module)
     if module.type not in TESTABLE_TYPES:

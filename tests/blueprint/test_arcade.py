@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -347,7 +347,7 @@ def test_sub_blueprint_warnings_name_the_arcade(project):
 
 def test_a_flattened_manifest_binds_runtime_tokens(project):
     manifest = project({"blueprint.yml": PARENT, "arcades/clean.yml": CLEAN})
-    run = RunInfo(run_id="r1", started_at=datetime(2024, 1, 2, tzinfo=timezone.utc))
+    run = RunInfo(run_id="r1", started_at=datetime(2024, 1, 2, tzinfo=UTC))
     bound = bind_runtime(manifest, run)
     assert list(bound.modules) == list(manifest.modules)
     assert bound.module("clean__filtered").arcade == ("clean",)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -60,7 +60,7 @@ modules:
 """
 
 RUN = RunInfo(
-    run_id="run-42", started_at=datetime(2026, 3, 1, 8, 30, 5, tzinfo=timezone.utc)
+    run_id="run-42", started_at=datetime(2026, 3, 1, 8, 30, 5, tzinfo=UTC)
 )
 
 

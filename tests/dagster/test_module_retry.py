@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 
 from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.dagster import build_definitions

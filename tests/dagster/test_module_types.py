@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pyarrow  # noqa: F401  (before deltalake)
 import dagster as dg
+import pyarrow  # noqa: F401  (before deltalake)
 import pytest
 from deltalake import DeltaTable
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import pyarrow  # noqa: F401  (before deltalake: delta-rs aborts at exit otherwise)
 import dagster as dg
+import pyarrow  # noqa: F401  (before deltalake: delta-rs aborts at exit otherwise)
 import pytest
 from deltalake import DeltaTable
 

@@ -7,7 +7,7 @@ runs wrote back with pyarrow (no Spark job).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -70,7 +70,7 @@ def depot(tmp_path):
 
 def _run(spark, depot: Depot, root: Path, run_id: str, *, limit: int = 1000):
     manifest = compile_text(INCREMENTAL.format(root=root, limit=limit), source_path="events_inc.yml")
-    manifest = bind_runtime(manifest, RunInfo(run_id=run_id, started_at=datetime.now(timezone.utc)))
+    manifest = bind_runtime(manifest, RunInfo(run_id=run_id, started_at=datetime.now(UTC)))
     return depot.run(manifest, run_id, lambda bound: run_manifest(spark, bound))
 
 
@@ -153,7 +153,7 @@ def test_depot_egress_values_are_read_back_by_the_next_run(spark, tmp_path):
 
     def run(run_id: str):
         manifest = compile_text(KV.format(root=tmp_path), source_path="kv.yml")
-        manifest = bind_runtime(manifest, RunInfo(run_id=run_id, started_at=datetime.now(timezone.utc)))
+        manifest = bind_runtime(manifest, RunInfo(run_id=run_id, started_at=datetime.now(UTC)))
         return depot.run(manifest, run_id, lambda bound: run_manifest(spark, bound))
 
     first = run("run-1")

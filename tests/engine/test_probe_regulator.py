@@ -40,7 +40,7 @@ def counted(spark):
 @pytest.fixture
 def sales(counted):
     """Eight sales in ONE partition (so a bounded `limit` is one job, and samples repeat)."""
-    rows = list(zip(range(1, 9), REGIONS, AMOUNTS, STAMPS))
+    rows = list(zip(range(1, 9), REGIONS, AMOUNTS, STAMPS, strict=True))
     frame = counted.createDataFrame(
         rows, "id BIGINT, region STRING, amount DOUBLE, ts TIMESTAMP_NTZ"
     )

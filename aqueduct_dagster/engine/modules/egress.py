@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from aqueduct_dagster.blueprint.models import EgressConfig
 from aqueduct_dagster.engine.errors import ConditionError
 from aqueduct_dagster.engine.filesystem import HadoopPath, spark_location, spark_path
-from aqueduct_dagster.engine.modules.depot import DEPOT, execute_depot_egress
 from aqueduct_dagster.engine.modules.common import (
     as_list,
     reader_options,
     schema_facts,
     single_input,
 )
+from aqueduct_dagster.engine.modules.depot import DEPOT, execute_depot_egress
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.secrets import reveal_secrets
 from aqueduct_dagster.engine.session import is_connect
