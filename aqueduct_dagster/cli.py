@@ -1,27 +1,89 @@
 """The `aqueduct` command line: validate, compile, run, heal and review patches.
 
-Exit codes: 0 success; 1 the work ran and failed (a failed run, a rejected patch);
-2 bad input (invalid Blueprint or config, unknown patch); 3 environment problem.
+Every command runs inside one error boundary (`_Boundary.invoke`), so whatever goes wrong
+ends in one line on stderr and one of these exit codes, never in a traceback:
+
+0 success; 1 the work ran and failed (a failed run, heal or test); 2 bad input (an invalid
+Blueprint or aqueduct.yml, a missing file, something asked for that does not exist, bad
+options); 3 environment problem (DAGSTER_HOME, Java, Spark, a server); 4 internal error (a
+bug: rerun with AQUEDUCT_DEBUG=1 for the traceback).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from aqueduct_dagster.errors import AqueductError, ConfigError
+from aqueduct_dagster.errors import AqueductError, ConfigError, EngineError, EnvironmentProblem
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 1, 2, 3
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 1, 2, 3, 4
+
+_NOT_BLUEPRINTS = (".aqtest.yml", ".aqtest.yaml", ".aqscenario.yml", ".aqscenario.yaml")
+#: A YAML file found in a folder is a Blueprint when it has one of these top-level keys.
+_BLUEPRINT_KEY = re.compile(r"^(?:aqueduct|modules)\s*:", re.MULTILINE)
 
 
-def _fail(error: Exception) -> None:
-    click.secho(f"error: {error}", fg="red", err=True)
-    code = EXIT_ENVIRONMENT if isinstance(error, ConfigError) else EXIT_BAD_INPUT
-    sys.exit(code)
+def exit_code_for(error: BaseException) -> int:
+    """The documented exit code for an error that ended a command."""
+    if isinstance(error, (EnvironmentProblem,)) or type(error).__name__ == "DagsterHomeNotSetError":
+        return EXIT_ENVIRONMENT
+    if isinstance(error, EngineError):
+        return EXIT_FAILED
+    if isinstance(error, (AqueductError, ConfigError, OSError)):
+        return EXIT_BAD_INPUT
+    return EXIT_INTERNAL
+
+
+def describe(error: BaseException) -> str:
+    """One message for any error: project errors render themselves, others get a fix."""
+    if isinstance(error, AqueductError):
+        return str(error)
+    if type(error).__name__ == "DagsterHomeNotSetError":
+        return (
+            "DAGSTER_HOME is not set, so there is no Dagster instance to read runs from or "
+            "write heals to\n  hint: export DAGSTER_HOME=$PWD/.dagster_home (a folder holding "
+            "dagster.yaml; `make dev` uses .dagster_home)"
+        )
+    if isinstance(error, OSError):
+        name = error.filename if error.filename is not None else ""
+        return f"{name}: {error.strerror or error}" if name else str(error)
+    first = str(error).splitlines()[0] if str(error) else ""
+    return (
+        f"internal error: {type(error).__name__}: {first}\n"
+        "  hint: this is a bug in aqueduct; rerun with AQUEDUCT_DEBUG=1 for the traceback"
+    )
+
+
+class _Boundary(click.Group):
+    """Maps every error a command raises to a message and a documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="red", err=True)
+            sys.exit(130)
+        except RecursionError as error:  # a bug: a limit should have caught the input first
+            _report(error)
+        except Exception as error:  # noqa: BLE001 - the boundary: one line, never a traceback
+            _report(error)
+
+
+def _report(error: BaseException) -> None:
+    if os.environ.get("AQUEDUCT_DEBUG"):
+        traceback.print_exception(error)
+    click.secho(f"error: {describe(error)}", fg="red", err=True)
+    sys.exit(exit_code_for(error))
 
 
 def _context_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -34,28 +96,132 @@ def _context_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
     return overrides
 
 
-@click.group()
+def _echo_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _dagster_instance():
+    """The Dagster instance of DAGSTER_HOME; a clean environment error when there is none."""
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise EnvironmentProblem(
+            "DAGSTER_HOME is not set, so there is no Dagster instance to read runs from or "
+            "write heals to",
+            hint="export DAGSTER_HOME=$PWD/.dagster_home (a folder holding dagster.yaml; "
+            "`make dev` uses .dagster_home)",
+        )
+    if not Path(home).is_dir():
+        raise EnvironmentProblem(
+            f"DAGSTER_HOME={home} is not a folder", hint="create it and copy dagster.yaml there"
+        )
+    return dg.DagsterInstance.get()
+
+
+@click.group(cls=_Boundary)
 @click.version_option(package_name="aqueduct-dagster")
 def main() -> None:
     """Self-healing declarative Spark pipelines on Dagster."""
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def blueprint_files(path: Path) -> Iterator[tuple[Path, str | None]]:
+    """(file, why it is skipped or None) for a file or, recursively, a folder of Blueprints.
+
+    A named file is always checked. In a folder: *.yml / *.yaml files, except aqtest and
+    aqscenario files, `aqueduct.*` configs, hidden folders and YAML without a top-level
+    `aqueduct:` or `modules:` key (CI configs, data).
+    """
+    if not path.is_dir():
+        yield path, None
+        return
+    for file in sorted(p for pattern in ("*.yml", "*.yaml") for p in path.rglob(pattern)):
+        relative = file.relative_to(path)
+        if any(part.startswith(".") for part in relative.parts[:-1]) or not file.is_file():
+            continue
+        if file.name.endswith(_NOT_BLUEPRINTS):
+            continue
+        if file.name.startswith("aqueduct."):
+            yield file, "an aqueduct.yml engine config, not a Blueprint"
+            continue
+        try:
+            head = file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            head = "modules:"  # unreadable: let validation report it
+        if not _BLUEPRINT_KEY.search(head):
+            yield file, "no top-level `aqueduct:` or `modules:` key: not a Blueprint"
+            continue
+        yield file, None
 
 
 @main.command()
 @click.argument("blueprints", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--ctx", "ctx", multiple=True, help="Context override KEY=VALUE (repeatable).")
 @click.option("--profile", default=None, help="Context profile to apply.")
-def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | None) -> None:
-    """Check Blueprints: YAML, schema, templating, graph. Exit 2 on the first invalid one."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: every file's result.")
+def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | None, as_json: bool) -> None:
+    """Check Blueprint files or folders (recursively): YAML, schema, templating, graph.
+
+    Reports every file; exit 2 if any is invalid.
+    """
     from aqueduct_dagster.blueprint import compile_blueprint
 
-    for path in blueprints:
-        try:
-            manifest = compile_blueprint(path, context_overrides=_context_overrides(ctx), profile=profile)
-        except AqueductError as error:
-            _fail(error)
-        click.echo(f"ok  {path}  ({manifest.blueprint_id}: {len(manifest.modules)} modules)")
-        for warning in manifest.warnings:
-            click.secho(f"    warning: {warning}", fg="yellow")
+    overrides = _context_overrides(ctx)
+    results: list[dict[str, Any]] = []
+    internal = False
+    for given in blueprints:
+        if not given.exists():
+            results.append({"path": str(given), "status": "invalid", "error": {
+                "error": "BlueprintError", "message": f"no such file or folder: {given}",
+                "location": str(given), "hint": "check the path (relative to the current folder)"}})  # fmt: skip
+            continue
+        for path, skipped in blueprint_files(given):
+            if skipped:
+                results.append({"path": str(path), "status": "skipped", "reason": skipped})
+                continue
+            try:
+                manifest = compile_blueprint(path, context_overrides=overrides, profile=profile)
+            except AqueductError as error:
+                results.append({"path": str(path), "status": "invalid", "error": error.to_dict(),
+                                "text": str(error)})  # fmt: skip
+            except Exception as error:  # noqa: BLE001 - report the bug for this file, go on
+                internal = True
+                results.append({"path": str(path), "status": "error", "text": describe(error)})
+            else:
+                results.append({"path": str(path), "status": "ok", "blueprint_id": manifest.blueprint_id,
+                                "modules": len(manifest.modules), "warnings": list(manifest.warnings)})  # fmt: skip
+    invalid = [r for r in results if r["status"] in ("invalid", "error")]
+    if as_json:
+        _echo_json({"ok": not invalid, "files": [{k: v for k, v in r.items() if k != "text"} for r in results]})
+    else:
+        for result in results:
+            _print_validation(result)
+        counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "invalid", "skipped")}
+        if len(results) > 1 or not results:
+            click.echo(f"{counts['ok']} ok, {counts['invalid'] + internal} invalid, {counts['skipped']} skipped")
+    if internal:
+        sys.exit(EXIT_INTERNAL)
+    if invalid or not results:
+        if not results:
+            click.secho("error: no Blueprint files found", fg="red", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _print_validation(result: dict[str, Any]) -> None:
+    status, path = result["status"], result["path"]
+    if status == "ok":
+        click.echo(f"ok    {path}  ({result['blueprint_id']}: {result['modules']} modules)")
+        for warning in result["warnings"]:
+            click.secho(f"      warning: {warning}", fg="yellow")
+    elif status == "skipped":
+        click.echo(f"skip  {path}  ({result['reason']})")
+    else:
+        text = result.get("text") or f"{result['error']['location']}: {result['error']['message']}"
+        click.secho(f"FAIL  {path}", fg="red", err=True)
+        click.secho(f"error: {text}", fg="red", err=True)
 
 
 @main.command("compile")
@@ -67,10 +233,7 @@ def compile_command(blueprint: Path, ctx: tuple[str, ...], profile: str | None, 
     """Print the compiled Manifest, where each value came from, or column lineage."""
     from aqueduct_dagster.blueprint import compile_blueprint
 
-    try:
-        manifest = compile_blueprint(blueprint, context_overrides=_context_overrides(ctx), profile=profile)
-    except AqueductError as error:
-        _fail(error)
+    manifest = compile_blueprint(blueprint, context_overrides=_context_overrides(ctx), profile=profile)
     if show == "provenance":
         for path, source in sorted(manifest.provenance.items()):
             detail = f" ({source.detail})" if source.detail else ""
@@ -87,14 +250,13 @@ def compile_command(blueprint: Path, ctx: tuple[str, ...], profile: str | None, 
 @main.command()
 @click.argument("blueprint", type=click.Path(path_type=Path))
 @click.option("--column", default=None, help="Only this output column (module.column).")
-def lineage(blueprint: Path, column: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The lineage as JSON.")
+def lineage(blueprint: Path, column: str | None, as_json: bool) -> None:
     """Column-level lineage of a Blueprint, traced back to its Ingress columns."""
     from aqueduct_dagster.blueprint import compile_blueprint
+    from aqueduct_dagster.blueprint.suggest import did_you_mean
 
-    try:
-        manifest = compile_blueprint(blueprint)
-    except AqueductError as error:
-        _fail(error)
+    manifest = compile_blueprint(blueprint)
 
     def roots(module_id: str, name: str, seen: frozenset = frozenset()) -> list[str]:
         sources = manifest.modules[module_id].column_lineage.get(name, ()) if module_id in manifest.modules else ()
@@ -102,40 +264,83 @@ def lineage(blueprint: Path, column: str | None) -> None:
             return [f"{module_id}.{name}"]
         return [r for s in sources for r in roots(s.module, s.column, seen | {(module_id, name)})]
 
-    shown = 0
+    known = [f"{m.id}.{name}" for m in manifest.modules.values() for name in m.column_lineage]
+    if column and column not in known:
+        raise AqueductError(
+            f"no column lineage for '{column}' in {blueprint}" + did_you_mean(column, known),
+            hint="name an output column as module.column; `aqueduct lineage FILE` lists them"
+            if known else "only SQL Channels with known upstream columns have column lineage",
+        )
+    entries = []
     for module in manifest.modules.values():
         for name, sources in module.column_lineage.items():
             if column and column != f"{module.id}.{name}":
                 continue
-            direct = ", ".join(f"{s.module}.{s.column}" for s in sources)
-            origin = ", ".join(sorted(set(roots(module.id, name))))
-            click.echo(f"{module.id}.{name} <- {direct}" + (f"   (from {origin})" if origin != direct else ""))
-            shown += 1
-    if not shown:
+            entries.append({"column": f"{module.id}.{name}",
+                            "direct": [f"{s.module}.{s.column}" for s in sources],
+                            "origin": sorted(set(roots(module.id, name)))})  # fmt: skip
+    if as_json:
+        _echo_json({"blueprint": manifest.blueprint_id, "columns": entries})
+        return
+    for entry in entries:
+        direct, origin = ", ".join(entry["direct"]), ", ".join(entry["origin"])
+        click.echo(f"{entry['column']} <- {direct}" + (f"   (from {origin})" if origin != direct else ""))
+    if not entries:
         click.echo("no column lineage known (SQL Channels with known upstream columns have it)")
 
 
 @main.command()
 @click.option("--blueprint", "blueprint_id", default=None, help="Only this blueprint's runs.")
 @click.option("--limit", default=10, show_default=True)
-def runs(blueprint_id: str | None, limit: int) -> None:
-    """Recent blueprint runs: Dagster status and per-module metrics from the store."""
-    import dagster as dg
+@click.option("--json", "as_json", is_flag=True, help="The runs as JSON.")
+def runs(blueprint_id: str | None, limit: int, as_json: bool) -> None:
+    """Recent blueprint runs: Dagster status and per-module metrics from the store.
 
+    Without DAGSTER_HOME the store's runs are still listed, with status `unknown`.
+    """
     from aqueduct_dagster.config import load_config
     from aqueduct_dagster.stores import default_store
 
     config = load_config()
     store = default_store(config.state_path, config)
-    instance = dg.DagsterInstance.get()
+    try:
+        instance = _dagster_instance()
+    except EnvironmentProblem as error:
+        instance = None
+        click.secho(f"note: {error.message}: Dagster status shown as unknown ({error.hint})", fg="yellow", err=True)
+    listed = []
     for run in store.runs(blueprint_id, limit=limit):
-        record = instance.get_run_by_id(run["run_id"])
-        status = record.status.value if record else "unknown"
-        click.echo(f"{run['run_id']}  {run['blueprint_id']}  {status:<8}  modules ok={run['modules_ok']} "
+        record = instance.get_run_by_id(run["run_id"]) if instance is not None else None
+        listed.append({**run, "status": record.status.value if record else "unknown",
+                       "modules": store.module_metrics(run["run_id"])})  # fmt: skip
+    if as_json:
+        _echo_json({"runs": listed})
+        return
+    if not listed:
+        click.echo("no runs recorded" + (f" for blueprint '{blueprint_id}'" if blueprint_id else ""))
+    for run in listed:
+        click.echo(f"{run['run_id']}  {run['blueprint_id']}  {run['status']:<8}  modules ok={run['modules_ok']} "
                    f"failed={run['modules_failed']}  {run['duration_ms'] or 0} ms  started {run['started_at']}")  # fmt: skip
-        for metric in store.module_metrics(run["run_id"]):
+        for metric in run["modules"]:
             rows = f"  rows={metric['rows_written']}" if metric["rows_written"] is not None else ""
             click.echo(f"    {metric['module_id']:<24} {metric['status']:<8} {metric['duration_ms']} ms{rows}")
+
+
+def _known_blueprint_ids() -> list[str]:
+    """Ids of the Blueprint files in the blueprints folder (unreadable files are passed over)."""
+    from aqueduct_dagster.blueprint.loader import load_document, read_blueprint_text
+
+    folder = Path(os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints")
+    ids = []
+    if folder.is_dir():
+        for path, skipped in blueprint_files(folder):
+            try:
+                data = load_document(read_blueprint_text(path), str(path)).data
+            except AqueductError:
+                continue
+            if not skipped and isinstance(data.get("id"), str):
+                ids.append(data["id"])
+    return ids
 
 
 @main.command()
@@ -146,10 +351,7 @@ def depot(blueprint_id: str) -> None:
     Values staged by runs that have finished are settled first (committed when the Dagster
     instance reports the run SUCCESS, discarded when it failed), as the next run would.
     """
-    import os
-
-    import dagster as dg
-
+    from aqueduct_dagster.blueprint.suggest import did_you_mean
     from aqueduct_dagster.config import load_config
     from aqueduct_dagster.dagster.resources import run_outcome_in
     from aqueduct_dagster.stores import default_store
@@ -158,10 +360,17 @@ def depot(blueprint_id: str) -> None:
     config = load_config()
     store = Depot(default_store(config.state_path, config), blueprint_id)
     if os.environ.get("DAGSTER_HOME"):
-        for run_id, action in store.settle(run_outcome_in(dg.DagsterInstance.get())).items():
+        for run_id, action in store.settle(run_outcome_in(_dagster_instance())).items():
             click.echo(f"settled run {run_id}: {action}")
     items = store.store.depot_items(blueprint_id)
     if not items:
+        known = _known_blueprint_ids()
+        if blueprint_id not in known and not store.store.runs(blueprint_id, limit=1):
+            raise AqueductError(
+                f"no Blueprint '{blueprint_id}': no Blueprint file has this id and the store "
+                "has no runs of it" + did_you_mean(blueprint_id, known),
+                hint="give a Blueprint's `id:` (AQUEDUCT_BLUEPRINTS_DIR, else ./blueprints)",
+            )
         click.echo(f"the Depot of '{blueprint_id}' is empty")
         return
     for key, value, run_id, committed in items:
@@ -181,24 +390,37 @@ def run(job: str, workspace: str) -> None:
     sys.exit(0 if done.returncode == 0 else EXIT_FAILED)
 
 
+#: Heal outcomes that are a success of the command: something was staged, applied or handed
+#: on, or there was nothing to heal (skipped).
+_HEAL_DONE = ("staged", "escalated", "applied", "branch", "suppressed", "skipped")
+
+
 @main.command()
 @click.option("--run-id", default=None, help="The failed run to heal.")
 @click.option("--latest-failure", "job", default=None, help="Heal the latest failed run of this job.")
-def heal(run_id: str | None, job: str | None) -> None:
-    """Heal a failed run now, in this process (what the failure sensor launches)."""
+@click.option("--json", "as_json", is_flag=True, help="The heal's summary as JSON.")
+def heal(run_id: str | None, job: str | None, as_json: bool) -> None:
+    """Heal a failed run now, in this process (what the failure sensor launches).
+
+    Exit 0 when a patch was staged/applied/escalated or there was nothing to heal (skipped),
+    1 when the heal ran and failed, 2 when there is no such run, 3 without DAGSTER_HOME.
+    """
     import dagster as dg
 
     from aqueduct_dagster.dagster.healing import aqueduct_heal_job
 
-    instance = dg.DagsterInstance.get()
+    if run_id is None and job is None:
+        raise click.UsageError("give --run-id or --latest-failure JOB")
+    instance = _dagster_instance()
     if run_id is None:
-        if job is None:
-            raise click.UsageError("give --run-id or --latest-failure JOB")
         runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
         if not runs:
-            click.secho(f"no failed run of job '{job}' in {instance.root_directory}", fg="red", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+            raise AqueductError(f"no failed run of job '{job}' in {instance.root_directory}",
+                                hint="check the job name (`aqueduct runs` lists recent runs)")  # fmt: skip
         run_id = runs[0].run_id
+    elif instance.get_run_by_id(run_id) is None:
+        raise AqueductError(f"no run '{run_id}' in {instance.root_directory}",
+                            hint="check the run id (`aqueduct runs` lists recent runs)")  # fmt: skip
     result = aqueduct_heal_job.execute_in_process(
         run_config={
             "ops": {"heal": {"config": {"run_id": run_id}}},
@@ -207,15 +429,23 @@ def heal(run_id: str | None, job: str | None) -> None:
         instance=instance, raise_on_error=False, tags={"aqueduct/heal_of": run_id},
     )  # fmt: skip
     if not result.success:
+        if as_json:
+            _echo_json({"run_id": run_id, "status": "failed", "message": "the heal run failed; see its logs in Dagster"})
         click.secho("the heal run failed; see its logs in Dagster", fg="red", err=True)
         sys.exit(EXIT_FAILED)
-    summary = result.output_for_node("heal")
-    click.echo(f"heal {summary['heal_id']}: {summary['status']}: {summary['message']}")
-    for gate in summary.get("gates", []):
-        click.echo(f"  gate {gate}")
-    if summary.get("pending_path"):
-        click.echo(f"  pending patch: {summary['pending_path']}")
-    sys.exit(0 if summary["status"] in ("staged", "escalated", "applied", "branch", "suppressed") else EXIT_FAILED)
+    summary = dict(result.output_for_node("heal") or {})
+    status = summary.get("status") or "skipped"
+    if as_json:
+        _echo_json({"run_id": run_id, **summary, "status": status})
+    elif "heal_id" not in summary:  # nothing was healed: say why
+        click.echo(f"heal of run {run_id}: {status}: {summary.get('message') or 'nothing to heal'}")
+    else:
+        click.echo(f"heal {summary['heal_id']}: {status}: {summary.get('message', '')}")
+        for gate in summary.get("gates", []):
+            click.echo(f"  gate {gate}")
+        if summary.get("pending_path"):
+            click.echo(f"  pending patch: {summary['pending_path']}")
+    sys.exit(0 if status in _HEAL_DONE else EXIT_FAILED)
 
 
 @main.command("test")
@@ -236,10 +466,7 @@ def test_command(paths: tuple[Path, ...], blueprint: Path | None, ctx: tuple[str
     passed = failed = 0
     for file in files:
         click.echo(f"{file}", err=True)
-        try:
-            results = run_aqtest_file(file, spark, blueprint=blueprint, context_overrides=_context_overrides(ctx))
-        except AqueductError as error:
-            _fail(error)
+        results = run_aqtest_file(file, spark, blueprint=blueprint, context_overrides=_context_overrides(ctx))
         for result in results:
             mark = click.style("PASS", fg="green") if result.passed else click.style("FAIL", fg="red")
             click.echo(f"  {mark}  {result.test_id}  ({result.module})")
@@ -267,15 +494,22 @@ def patch() -> None:
 
 @patch.command("list")
 @click.option("--status", type=click.Choice(["pending", "applied", "rejected"]), default="pending")
-def patch_list(status: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The patches as JSON.")
+def patch_list(status: str, as_json: bool) -> None:
     """Patches with a status (pending by default)."""
     patches = _queue().list(status)
+    if as_json:
+        _echo_json({"status": status, "patches": [
+            {"patch_id": item.patch_id, "blueprint_id": item.record.get("blueprint_id"),
+             "failed_module": item.record.get("failed_module"), "confidence": item.patch.confidence,
+             "rationale": item.patch.rationale} for item in patches]})  # fmt: skip
+        return
     if not patches:
         click.echo(f"no {status} patches")
     for item in patches:
         record: dict[str, Any] = item.record
         confidence = item.patch.confidence if item.patch.confidence is not None else "-"
-        click.echo(f"{item.patch_id}  {record['blueprint_id']}  module={record['failed_module']}  "
+        click.echo(f"{item.patch_id}  {record.get('blueprint_id')}  module={record.get('failed_module')}  "
                    f"confidence={confidence}  {item.patch.rationale}")  # fmt: skip
 
 
@@ -284,10 +518,7 @@ def patch_list(status: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The full staged record as JSON.")
 def patch_show(patch_id: str, as_json: bool) -> None:
     """A pending patch: root cause, operations and the diff it makes."""
-    try:
-        item = _queue().get(patch_id)
-    except AqueductError as error:
-        _fail(error)
+    item = _queue().get(patch_id)
     if as_json:
         click.echo(json.dumps(item.record, indent=2))
         return
@@ -309,10 +540,7 @@ def patch_show(patch_id: str, as_json: bool) -> None:
 @click.argument("patch_id")
 def patch_apply(patch_id: str) -> None:
     """Apply a pending patch as a new Blueprint revision."""
-    try:
-        revision = _queue().apply(patch_id)
-    except AqueductError as error:
-        _fail(error)
+    revision = _queue().apply(patch_id)
     click.echo(f"applied: {revision.summary}")
 
 
@@ -321,10 +549,7 @@ def patch_apply(patch_id: str) -> None:
 @click.option("--reason", default="")
 def patch_reject(patch_id: str, reason: str) -> None:
     """Reject a pending patch."""
-    try:
-        target = _queue().reject(patch_id, reason)
-    except AqueductError as error:
-        _fail(error)
+    target = _queue().reject(patch_id, reason)
     click.echo(f"rejected: {target}")
 
 
@@ -333,10 +558,7 @@ def patch_reject(patch_id: str, reason: str) -> None:
 @click.option("--to", "number", type=int, required=True, help="Undo this revision (and everything after it).")
 def patch_rollback(blueprint: Path, number: int) -> None:
     """Restore a Blueprint as it was before revision N, as a new revision."""
-    try:
-        revision = _queue().revisions.rollback(blueprint, number)
-    except AqueductError as error:
-        _fail(error)
+    revision = _queue().revisions.rollback(blueprint, number)
     click.echo(f"rolled back: {revision.summary}")
 
 
@@ -348,6 +570,7 @@ def _register_commands() -> None:
     main.add_command(benchmark_command)
     main.add_command(doctor_command)
     main.add_command(spark_command)
+    patch.add_command(__import__("aqueduct_dagster.cli_preview", fromlist=["_"]).preview_command)
 
 
 _register_commands()

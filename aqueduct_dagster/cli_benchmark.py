@@ -42,10 +42,15 @@ def benchmark_command(path: Path, healers: tuple[str, ...], models: tuple[str, .
     Prints one row per scenario and healer (pass, attempts, tokens, seconds, stop reason);
     progress goes to stderr. Results are recorded in the project store.
     """
-    from aqueduct_dagster.config import load_config
     import uuid
 
-    from aqueduct_dagster.healing.benchmark import RULES, BenchmarkReport, llm_connection, run_benchmark
+    from aqueduct_dagster.config import load_config
+    from aqueduct_dagster.healing.benchmark import (
+        RULES,
+        BenchmarkReport,
+        llm_connection,
+        run_benchmark,
+    )
 
     chosen = ([RULES] if healers or not models else []) + list(models)
     run_id = uuid.uuid4().hex[:12]

@@ -12,8 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from aqueduct_dagster.errors import ConfigError, SourceLocation
 
@@ -31,6 +30,20 @@ class AgentBudget(Loose):
     progress_stalled_window: int = 3
 
 
+class GuardrailSettings(Loose):
+    """Operator limits on what a patch may change (`agent.guardrails` in aqueduct.yml).
+
+    They hold for every Blueprint: a Blueprint's own `agent.guardrails` can only add limits.
+    """
+
+    #: Engine config key -> the largest value a patch may set (numbers; sizes like "16g").
+    engine_conf_ceilings: dict[str, Any] = Field(default_factory=dict)
+    #: When set, every location a patch newly reads must also lie under one of these.
+    allowed_paths: list[str] = Field(default_factory=list)
+    #: Path components or prefixes no patch may read or write (`denied_paths` or `deny_patterns`).
+    denied_paths: list[str] = Field(default_factory=list, validation_alias=AliasChoices("denied_paths", "deny_patterns"))
+
+
 class AgentConnection(Loose):
     provider: Literal["anthropic", "openai", "openai_compat", "ollama", "vllm"] | None = None
     model: str | None = None
@@ -42,6 +55,7 @@ class AgentConnection(Loose):
     budget: AgentBudget = Field(default_factory=AgentBudget)
     max_heal_attempts_per_hour: int | None = 20
     prompt_context: str | None = None
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
 
     @property
     def llm_enabled(self) -> bool:
@@ -76,7 +90,17 @@ class AqueductConfig(Loose):
     stores: StoresSettings = Field(default_factory=StoresSettings)
     state_dir: str = ".aqueduct"
     patches_dir: str = "patches"
+    #: Folders a staged patch may edit Blueprints under (default: the folder the code location
+    #: loads, AQUEDUCT_BLUEPRINTS_DIR else ./blueprints). Relative entries are taken from the
+    #: working directory, like state_dir.
+    blueprint_roots: list[str] | None = None
     source_path: str | None = None
+
+    @property
+    def blueprint_root_paths(self) -> list[Path]:
+        """The Blueprint roots, absolute with symlinks resolved."""
+        roots = self.blueprint_roots or [os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints"]
+        return [Path(root).expanduser().resolve() for root in roots]
 
     @property
     def state_path(self) -> Path:
@@ -113,19 +137,105 @@ def load_config(path: str | Path | None = None) -> AqueductConfig:
         if path or os.environ.get("AQUEDUCT_CONFIG"):
             raise ConfigError(f"config file '{chosen}' does not exist", hint="fix AQUEDUCT_CONFIG or the --config path")
         return AqueductConfig()
-    try:
-        data = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        location = SourceLocation(str(chosen), mark.line + 1, mark.column + 1) if mark else SourceLocation(str(chosen))
-        raise ConfigError(f"invalid YAML: {getattr(error, 'problem', error)}", location=location) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the config must be a YAML mapping", location=SourceLocation(str(chosen)))
+    data = _read_config(chosen)
+    _check_known_keys(data, str(chosen))
     try:
         config = AqueductConfig.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {first['msg']}", location=SourceLocation(str(chosen))) from None
+        location = data.location(tuple(first["loc"])) if isinstance(data, _Located) else SourceLocation(str(chosen))
+        raise ConfigError(f"{where}: {first['msg']}", location=location) from None
     config.source_path = str(chosen)
     return config
+
+
+# --------------------------------------------------------------------------- reading, key check
+
+#: Keys of the peer's aqueduct.yml (aqueduct-core 2.x engine config) this project does not use:
+#: accepted so one file serves both, while a typo of any key is still an error.
+PEER_KEYS: dict[tuple[str, ...], frozenset[str]] = {
+    (): frozenset({
+        "aqueduct_config", "deployment", "engine", "stores", "checkpoint_root", "handoff",
+        "execution", "timezone", "probes", "metrics", "secrets", "webhooks", "git", "pr",
+        "agent", "warnings", "danger",
+    }),
+    ("agent",): frozenset({
+        "provider", "model", "api_key", "base_url", "timeout", "retry", "max_reprompts", "budget",
+        "prompt_context", "patch_validation", "max_heal_attempts_per_hour",
+        "sandbox_master_url", "provider_options", "cascade",
+    }),
+    ("agent", "budget"): frozenset({
+        "max_reprompts", "max_seconds", "max_tokens_total", "same_error_consecutive",
+        "same_signature_overall", "progress_stalled_window",
+    }),
+    ("stores",): frozenset({"observability", "depots", "blob", "benchmark"}),
+}  # fmt: skip
+
+
+class _Located(dict):
+    """The config's data, plus where each value is in the file."""
+
+    document: Any = None
+
+    def location(self, path: tuple[Any, ...]) -> SourceLocation:
+        return self.document.location(path)
+
+
+def _read_config(chosen: Path) -> _Located:
+    """aqueduct.yml as data; the Blueprint loader's limits and located errors apply."""
+    from aqueduct_dagster.blueprint.loader import load_document, read_blueprint_text
+    from aqueduct_dagster.errors import BlueprintError
+
+    try:
+        document = load_document(read_blueprint_text(chosen), str(chosen), what="config", empty_ok=True)
+    except BlueprintError as error:
+        raise ConfigError(error.message, location=error.location, hint=error.hint) from None
+    data = _Located(document.data)
+    data.document = document
+    return data
+
+
+def _declared_keys(model: type[BaseModel]) -> set[str]:
+    keys = set()
+    for name, info in model.model_fields.items():
+        keys.add(name)
+        if info.alias:
+            keys.add(info.alias)
+        choices = getattr(info.validation_alias, "choices", None)
+        if choices:
+            keys.update(c for c in choices if isinstance(c, str))
+        elif isinstance(info.validation_alias, str):
+            keys.add(info.validation_alias)
+    return keys
+
+
+def _check_known_keys(data: _Located, source: str) -> None:
+    """Unknown keys are typos: an error naming the key, its place and the closest known key.
+
+    Checked: the top level, `agent`, `agent.budget` and `stores` (the models' own fields plus
+    the peer's documented keys). Engine sections stay open: `engine.<name>` belongs to engines
+    this project may not know.
+    """
+    from aqueduct_dagster.blueprint.suggest import did_you_mean, one_of
+
+    models: dict[tuple[str, ...], type[BaseModel]] = {
+        (): AqueductConfig, ("agent",): AgentConnection, ("agent", "budget"): AgentBudget,
+        ("stores",): StoresSettings,
+    }  # fmt: skip
+    for path, model in models.items():
+        section: Any = data
+        for part in path:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            continue
+        known = (_declared_keys(model) | PEER_KEYS.get(path, frozenset())) - {"source_path"}
+        for key in section:
+            if key in known:
+                continue
+            dotted = ".".join((*path, str(key)))
+            raise ConfigError(
+                f"unknown key '{dotted}'" + did_you_mean(str(key), known),
+                location=data.document.key_location((*path, key)),
+                hint=f"keys here: {one_of(known, limit=20)}",
+            )

@@ -76,3 +76,7 @@ class EngineError(AqueductError):
 
 class ConfigError(AqueductError):
     """The engine-wide configuration (aqueduct.yml) or the environment is invalid."""
+
+
+class EnvironmentProblem(AqueductError):
+    """This machine lacks something a command needs (DAGSTER_HOME, Java, a server)."""

@@ -52,5 +52,5 @@ PATCH_ID=$(ls "$AQUEDUCT_PATCHES_DIR/pending" | grep '\.json$' | head -n 1 | sed
 [ -n "$PATCH_ID" ] || { echo "demo failed: no pending patch"; exit 1; }
 .venv/bin/aqueduct patch show "$PATCH_ID"
 echo
-echo "Apply it with:   AQUEDUCT_PATCHES_DIR=$AQUEDUCT_PATCHES_DIR AQUEDUCT_STATE_DIR=$AQUEDUCT_STATE_DIR .venv/bin/aqueduct patch apply $PATCH_ID"
+echo "Apply it with:   AQUEDUCT_BLUEPRINTS_DIR=$AQUEDUCT_BLUEPRINTS_DIR AQUEDUCT_PATCHES_DIR=$AQUEDUCT_PATCHES_DIR AQUEDUCT_STATE_DIR=$AQUEDUCT_STATE_DIR .venv/bin/aqueduct patch apply $PATCH_ID"
 echo "Explore it all in the UI with: make dev   (then open http://127.0.0.1:3000)"

@@ -225,3 +225,12 @@ def test_spark_check_reuses_the_running_session(project, spark):
         how = f"Spark Connect server {connect_url_of(spark)}"
     assert status == "ok" and detail.startswith(f"{how}; range(1).count() = 1 in")
     assert spark.range(2).count() == 2  # the suite's session is still usable
+
+
+def test_a_typo_in_aqueduct_yml_fails_the_config_check(project):
+    project.write_config("agnet:\n  provider: openai_compat\n")
+    outcome = doctor(project)
+    assert outcome.exit_code == 3
+    status, detail = outcome.line("config")
+    assert status == "FAIL"
+    assert "aqueduct.yml:1:1: unknown key 'agnet' (did you mean 'agent'?)" in detail

@@ -34,7 +34,11 @@ from aqueduct_dagster.blueprint.lineage import (
     parse_single_select,
     table_references,
 )
-from aqueduct_dagster.blueprint.loader import BlueprintDocument, load_document
+from aqueduct_dagster.blueprint.loader import (
+    BlueprintDocument,
+    load_document,
+    read_blueprint_text,
+)
 from aqueduct_dagster.blueprint.manifest import (
     ColumnSource,
     CompiledModule,
@@ -69,18 +73,7 @@ def compile_blueprint(
 ) -> Manifest:
     """Compile the Blueprint file at `path` into a Manifest."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BlueprintError(
-            f"Blueprint file not found: {path}",
-            location=SourceLocation(str(path)),
-            hint="check the path (it is relative to the current directory)",
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise BlueprintError(
-            f"cannot read the Blueprint file: {error}", location=SourceLocation(str(path))
-        ) from None
+    text = read_blueprint_text(path)
     return _compile(
         text,
         source_path=str(path),
@@ -215,12 +208,7 @@ def _expand_arcades(
             arcade=arcade_id,
         )
         try:
-            try:
-                text = overrides.get(resolved) or resolved.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise BlueprintError(
-                    f"cannot read the Arcade file: {error}", location=SourceLocation(display)
-                ) from None
+            text = overrides.get(resolved) or read_blueprint_text(resolved, display)
             child = _unit(load_document(text, display), settings, resolved, chain, unit.files)
         except BlueprintError as error:
             raise inside(error, chain) from None

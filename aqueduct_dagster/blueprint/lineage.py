@@ -2,6 +2,10 @@
 
 Parsing is strict (a query that does not parse is the user's error); lineage is best effort
 (an unknown upstream schema or an exotic construct yields less lineage, never an error).
+
+sqlglot recurses per nesting level and some of its passes are quadratic in the size of a
+tree, so a query is bounded before and after parsing (size, nesting, tree depth and nodes):
+a query past a bound is a BlueprintError, never a RecursionError or minutes of analysis.
 """
 
 from __future__ import annotations
@@ -19,12 +23,24 @@ from sqlglot.optimizer.scope import Scope, build_scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from aqueduct_dagster.blueprint.functions import CallSyntaxError, substitute
+from aqueduct_dagster.blueprint.work import count
 from aqueduct_dagster.errors import BlueprintError
 
 DIALECT = "spark"
 #: The name a single-input Channel may use for its input, whatever the upstream is called.
 SINGLE_INPUT_ALIAS = "__input__"
 
+#: Bounds on one query: characters, nesting of parentheses and CASE, and the parsed tree.
+MAX_SQL_CHARS = 50_000
+MAX_SQL_NESTING = 24
+MAX_SQL_TREE_DEPTH = 120
+MAX_SQL_TREE_NODES = 5_000
+_SPLIT_HINT = (
+    "split the query: compute parts in CTEs (WITH ...) or in earlier Channels, and match "
+    "long value lists with a join against a table instead of chains of OR / IN"
+)
+_NESTING_TOKEN = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|--[^\n]*|/\*.*?\*/"
+                            r"|[()]|\b(?:CASE|END)\b", re.IGNORECASE | re.DOTALL)  # fmt: skip
 _RUNTIME_CONTEXT = re.compile(r"\$\{ctx\._[^{}]*\}")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -52,10 +68,55 @@ def parse_single_select(sql: str) -> exp.Query:
     return _parse_single_select(sql)
 
 
+def too_complex(detail: str) -> BlueprintError:
+    return BlueprintError(f"SQL is too complex to analyse: {detail}", hint=_SPLIT_HINT)
+
+
+def check_sql_bounds(sql: str) -> None:
+    """Reject a query whose size or nesting would exhaust the parser (linear pre-scan)."""
+    count("sql_chars", len(sql))
+    if len(sql) > MAX_SQL_CHARS:
+        raise too_complex(f"{len(sql):,} characters (the SQL size limit is {MAX_SQL_CHARS:,})")
+    depth = deepest = 0
+    for match in _NESTING_TOKEN.finditer(sql):
+        token = match.group(0)
+        if token in ("(",) or token.upper() == "CASE":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token == ")" or token.upper() == "END":
+            depth = max(depth - 1, 0)
+        if deepest > MAX_SQL_NESTING:
+            raise too_complex(
+                f"parentheses and CASE nest more than {MAX_SQL_NESTING} levels deep "
+                f"(the SQL nesting limit)"
+            )
+
+
+def _check_tree_bounds(tree: exp.Expression) -> None:
+    nodes = 0
+    pending = [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        nodes += 1
+        if depth > MAX_SQL_TREE_DEPTH:
+            raise too_complex(
+                f"its expression tree is more than {MAX_SQL_TREE_DEPTH} levels deep (a chain of "
+                "that many AND/OR/+ terms; the SQL depth limit)"
+            )
+        if nodes > MAX_SQL_TREE_NODES:
+            raise too_complex(
+                f"more than {MAX_SQL_TREE_NODES:,} expression nodes (the SQL size limit)"
+            )
+        pending.extend((child, depth + 1) for child in node.iter_expressions())
+
+
 @functools.lru_cache(maxsize=64)
 def _parse_single_select(sql: str) -> exp.Query:
+    check_sql_bounds(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except RecursionError:
+        raise too_complex("it nests too deeply for the SQL parser") from None
     except ParseError as error:
         raise BlueprintError(f"SQL does not parse: {describe_parse_error(error)}") from None
     except SqlglotError as error:
@@ -68,6 +129,7 @@ def _parse_single_select(sql: str) -> exp.Query:
             hint="a Channel query is one SELECT; remove the extra statements and the ';'",
         )
     statement = statements[0]
+    _check_tree_bounds(statement)
     if isinstance(statement, exp.Subquery) and isinstance(statement.this, exp.Query):
         statement = statement.this
     if not isinstance(statement, exp.Query):
@@ -122,6 +184,13 @@ def referenced_columns(sql: str) -> dict[str | None, set[str]]:
     parameters are left out too.
     """
     query = parse_single_select(analysable_sql(sql))
+    try:
+        return _referenced_columns(query)
+    except RecursionError:
+        raise too_complex("it nests too deeply to trace its columns") from None
+
+
+def _referenced_columns(query: exp.Query) -> dict[str | None, set[str]]:
     result: dict[str | None, set[str]] = {}
     for scope in traverse_scope(query):
         for column in scope.columns:

@@ -27,15 +27,23 @@ from aqueduct_dagster.blueprint.functions import (
 from aqueduct_dagster.blueprint.loader import BlueprintDocument
 from aqueduct_dagster.blueprint.manifest import Location, Provenance
 from aqueduct_dagster.blueprint.suggest import did_you_mean, one_of
+from aqueduct_dagster.blueprint.work import count
 from aqueduct_dagster.errors import BlueprintError, SourceLocation
 
+#: The scanner's tokens. Each alternative is bounded by a character it cannot contain (or, for
+#: a macro, ends where its name ends), so one left-to-right pass over a string is linear;
+#: a macro's arguments are found by one forward search (see _macro_call).
 _TOKEN = re.compile(
-    r"(?P<macro>\{\{\s*macros\.(?P<macro_name>[A-Za-z_][\w-]*)\s*"
-    r"(?:\((?P<macro_args>.*?)\)\s*)?\}\})"
+    r"(?P<macro>\{\{\s*macros\.(?P<macro_name>[A-Za-z_][\w-]*)\s*)"
     r"|(?P<placeholder>\$\{(?P<inner>[^{}]*)\})"
     r"|(?P<function>@aq\.)",
     re.DOTALL,
 )
+#: Work the scanner may do for one Blueprint, macro expansions included: characters read
+#: plus TEMPLATE_CALL_COST per string, at least this, else 3x the file's length.
+MAX_TEMPLATE_WORK = 2_000_000
+TEMPLATE_CALL_COST = 64
+_MACRO_CLOSE = re.compile(r"\)\s*\}\}")
 _WHOLE_CONTEXT = re.compile(r"\$\{ctx\.([^{}]+)\}")
 _MACRO_PARAMETER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 _ENV_PLACEHOLDER = re.compile(r"(?P<name>[A-Za-z_]\w*)(?::-?(?P<default>.*))?", re.DOTALL)
@@ -175,6 +183,8 @@ class _Templater:
         self._resolved: dict[tuple[str, ...], Resolution] = {}
         self._context_stack: list[tuple[str, ...]] = []
         self._macro_stack: list[str] = []
+        self._scanned = 0
+        self._budget = max(MAX_TEMPLATE_WORK, 3 * len(document.text))
         self._keep_resolved_values(self.context, ())
 
     def _keep_resolved_values(self, node: dict[str, Any], prefix: tuple[str, ...]) -> None:
@@ -250,6 +260,16 @@ class _Templater:
     # ------------------------------------------------------------------ one string
 
     def _text(self, text: str, where: _Where) -> Resolution:
+        count("template_chars", len(text))
+        self._scanned += len(text) + TEMPLATE_CALL_COST
+        if self._scanned > self._budget:
+            raise self._error(
+                f"templates expand past the template expansion budget ({self._budget:,} "
+                "characters read); macros that use each other several times grow "
+                "exponentially",
+                where,
+                hint="call each macro once per string, or inline the repeated text",
+            )
         whole = _WHOLE_CONTEXT.fullmatch(text)
         if whole and not whole.group(1).startswith("_"):
             # `enabled: ${ctx.flag}` keeps the context value's type (a bool stays a bool).
@@ -261,9 +281,8 @@ class _Templater:
             pieces.append(text[position : match.start()])
             end = match.end()
             if match.group("macro"):
-                resolution = self._macro(
-                    match.group("macro_name"), match.group("macro_args"), where, match.start()
-                )
+                args, end = self._macro_call(text, match, where)
+                resolution = self._macro(match.group("macro_name"), args, where, match.start())
             elif match.group("placeholder"):
                 resolution = self._placeholder(match.group("inner"), where, match.start())
             else:
@@ -281,6 +300,27 @@ class _Templater:
             position = end
         pieces.append(text[position:])
         return Resolution("".join(pieces), tuple(sources))
+
+    def _macro_call(self, text: str, match: re.Match[str], where: _Where) -> tuple[str | None, int]:
+        """The arguments text (None without parentheses) and the end of `{{ macros.x(...) }}`.
+
+        A call that does not close is an error at once: scanning on for another `}}` from
+        every unclosed `{{ macros.x(` made the scanner quadratic.
+        """
+        name, position = match.group("macro_name"), match.end()
+        if text.startswith("}}", position):
+            return None, position + 2
+        if text.startswith("(", position):
+            close = _MACRO_CLOSE.search(text, position + 1)
+            if close is not None:
+                return text[position + 1 : close.start()], close.end()
+            problem = f"the macro call '{{{{ macros.{name}(' has no closing ') }}}}'"
+        else:
+            problem = f"cannot read the macro call '{{{{ macros.{name}' here"
+        raise self._error(
+            problem, where, match.start(),
+            hint=f"write {{{{ macros.{name} }}}} or {{{{ macros.{name}(arg=value) }}}}",
+        )  # fmt: skip
 
     def _error(
         self, message: str, where: _Where, offset: int | None = None, hint: str | None = None

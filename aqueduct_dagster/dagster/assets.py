@@ -20,6 +20,7 @@ from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.dagster.io_manager import CHECKPOINT_METADATA_KEY, CONSUMERS_METADATA_KEY
 from aqueduct_dagster.dagster.retry import effective_retry
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData, safe_name
+from aqueduct_dagster.healing.redaction import Redactor, install_log_redaction
 
 SPARK_RESOURCE_KEY = "aqueduct_spark"
 IO_MANAGER_KEY = "aqueduct_io_manager"
@@ -186,6 +187,9 @@ def run_module_step(
     )
     spark = resource.session_for(bound)
     module = bound.module(module.id)
+    # Built before the module runs: a secret too short to redact refuses the run up front,
+    # rather than leaking when the step fails. Console logs of this process pass it too.
+    redactor = _run_redactor(context.run_id, bound)
     started = time.monotonic()
 
     def record(status: str, rows: Any = None, detail: dict[str, Any] | None = None) -> None:
@@ -200,18 +204,7 @@ def run_module_step(
         result = execute_module(spark, module, frames)
     except ModuleFailed as failure:
         record("failure", detail={"condition": failure.error.condition, "signature": failure.error.signature()})
-        # Everything a healer needs, recorded in the event log with the failure itself.
-        error = {
-            "module_id": module.id,
-            "message": str(failure),
-            "spark": failure.error.to_dict(),
-            "input_schemas": {alias: _schema_pairs(frame) for alias, frame in frames.items()},
-        }
-        raise dg.Failure(
-            description=str(failure),
-            metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
-            allow_retries=failure.transient,
-        ) from failure
+        raise _redacted_failure(redactor, module, failure, frames) from None
     if result.metadata.get("depot"):
         # Staged under this run: later runs read it only once the whole run succeeded.
         resource.depot(bound).stage(context.run_id, result.metadata["depot"])
@@ -246,6 +239,46 @@ def run_module_step(
         yield _check_result(target, module, result.assertion)
     for check in asserts:
         yield _check_result(target, check, evaluate_assert(spark, bound.module(check.id), frame))
+
+
+#: One Redactor per (run, Blueprint): the steps of a run in one process share it.
+_REDACTORS: dict[tuple[str, str], Redactor] = {}
+_KEPT_REDACTORS = 16
+
+
+def _run_redactor(run_id: str, manifest: Manifest) -> Redactor:
+    key = (run_id, manifest.blueprint_id)
+    redactor = _REDACTORS.get(key)
+    if redactor is None:
+        redactor = Redactor.for_manifest(manifest)
+        install_log_redaction(redactor)
+        while len(_REDACTORS) >= _KEPT_REDACTORS:
+            _REDACTORS.pop(next(iter(_REDACTORS)))
+        _REDACTORS[key] = redactor
+    return redactor
+
+
+def _redacted_failure(redactor: Redactor, module: CompiledModule, failure: Any,
+                      frames: Mapping[str, Any]) -> dg.Failure:  # fmt: skip
+    """The step's failure as the event log keeps it: everything a healer needs, redacted.
+
+    Raised `from None`: Dagster records an exception's cause chain in the event log, and the
+    ModuleFailed (with the Spark exception below it) holds the raw text, secrets and data
+    values included. The structured error travels in the metadata instead.
+    """
+    spark_error = failure.error.to_dict()
+    error = {
+        "module_id": module.id,
+        "message": redactor.error_text(str(failure), spark_error),
+        "spark": redactor.error(spark_error),
+        # Column names come from the data: secrets out; the healer fences them as data.
+        "input_schemas": redactor.data({alias: _schema_pairs(frame) for alias, frame in frames.items()}),
+    }
+    return dg.Failure(
+        description=error["message"],
+        metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
+        allow_retries=failure.transient,
+    )
 
 
 def _check_result(target: dg.AssetKey, check: CompiledModule, outcome: Any) -> dg.AssetCheckResult:

@@ -63,16 +63,17 @@ def _queue(config: AqueductConfig):
     return PatchQueue.from_config(config)
 
 
-def _revision_event(revision) -> dg.AssetMaterialization:
+def _revision_event(revision, redactor: Any = None) -> dg.AssetMaterialization:
+    redact = redactor.text if redactor is not None else str
     return dg.AssetMaterialization(
         asset_key=revision_asset_key(revision.blueprint_id),
-        description=revision.summary,
+        description=redact(revision.summary),
         metadata={
             "revision": revision.number,
             "patch_id": revision.patch_id or "",
-            "reason": revision.reason,
+            "reason": redact(revision.reason),
             "blueprint": dg.MetadataValue.path(revision.blueprint_path),
-            "diff": dg.MetadataValue.md(f"```diff\n{revision.diff}\n```"),
+            "diff": dg.MetadataValue.md(redact(f"```diff\n{revision.diff}\n```")),
         },
     )
 
@@ -142,6 +143,7 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     from aqueduct_dagster.blueprint import compile_blueprint
     from aqueduct_dagster.healing.failure import build_failure_package
     from aqueduct_dagster.healing.heal import Healer, HealSettings
+    from aqueduct_dagster.healing.redaction import install_log_redaction
 
     instance = context.instance
     failed_run = instance.get_run_by_id(config.run_id)
@@ -180,6 +182,10 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         failed_rules=failed_rules,
         recent_runs=[{"run_id": r.run_id, "status": r.status.value} for r in runs],
     )
+    # One Redactor for this heal, built with the package: every log line, output and
+    # event below passes it (so do the heal loop's store rows, prompts and PR text).
+    redactor = package.redactor
+    install_log_redaction(redactor)
     settings = HealSettings(
         store=_store(config_file),
         patches_dir=config_file.patches_path,
@@ -188,10 +194,15 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         diagnosers=_diagnosers(config_file),
         max_heals_per_hour=config_file.agent.max_heal_attempts_per_hour,
     )
-    outcome = Healer(settings).heal(package, blueprint_path, manifest.agent)
-    context.log.info(f"heal {outcome.heal_id}: {outcome.status}: {outcome.message}")
+    try:
+        outcome = Healer(settings).heal(package, blueprint_path, manifest.agent)
+    except Exception as error:  # noqa: BLE001 - any error: the event log would keep its raw text
+        # Dagster records an exception's cause chain: the raw one is dropped, its text redacted.
+        reason = redactor.text(f"heal {package.heal_id} failed: {type(error).__name__}: {error}")
+        raise dg.Failure(description=reason) from None
+    context.log.info(redactor.text(f"heal {outcome.heal_id}: {outcome.status}: {outcome.message}"))
     if outcome.revision is not None:
-        context.log_event(_revision_event(outcome.revision))
+        context.log_event(_revision_event(outcome.revision, redactor))
         reload_code_location(context.log)
     summary = {
         "heal_id": outcome.heal_id,
@@ -202,8 +213,9 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         "branch": outcome.branch,
         "gates": [f"{r.gate}: {'pass' if r.passed else 'reject'} {r.message}".strip() for r in outcome.gate_results],
     }
+    summary = redactor.data(summary)
     context.add_output_metadata(
-        {"status": outcome.status, "diff": dg.MetadataValue.md(f"```diff\n{outcome.diff}\n```"),
+        {"status": outcome.status, "diff": dg.MetadataValue.md(redactor.text(f"```diff\n{outcome.diff}\n```")),
          "summary": dg.MetadataValue.json(summary)}  # fmt: skip
     )
     return summary

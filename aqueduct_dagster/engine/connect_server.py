@@ -222,7 +222,7 @@ def start_server(
     timeout: float = 180.0,
 ) -> ServerInfo:
     """Start the project's server (or return the running one) and wait until it answers."""
-    from aqueduct_dagster.engine.session import engine_spark_conf
+    from aqueduct_dagster.engine.session import engine_spark_conf, write_log_config
 
     state = Path(state_dir).expanduser().resolve()
     folder = server_dir(state)
@@ -244,7 +244,8 @@ def start_server(
     settings = engine_spark_conf(master, state, conf or {})
     settings["spark.connect.grpc.binding.address"] = HOST
     settings["spark.connect.grpc.binding.port"] = str(port)
-    log4j = _log_config(folder)
+    # Its own log configuration (the line saying it listens is needed), replacing the session's.
+    log4j = write_log_config(folder, info_loggers=(SERVER_CLASS,))
     settings["spark.driver.extraJavaOptions"] += f" -Dlog4j2.configurationFile={log4j.as_uri()}"
     spark_submit = Path(_pyspark_home()) / "bin" / "spark-submit"
     argv = [str(spark_submit), "--class", SERVER_CLASS, "--master", master]
@@ -396,24 +397,6 @@ def _clean_env() -> dict[str, str]:
     for key in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE", "MASTER"):
         env.pop(key, None)
     return env
-
-
-def _log_config(folder: Path) -> Path:
-    """Warnings and errors only, plus the line saying the server listens."""
-    path = folder / "log4j2.properties"
-    path.write_text(
-        "rootLogger.level = warn\n"
-        "rootLogger.appenderRef.stdout.ref = console\n"
-        "appender.console.type = Console\n"
-        "appender.console.name = console\n"
-        "appender.console.target = SYSTEM_ERR\n"
-        "appender.console.layout.type = PatternLayout\n"
-        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n"
-        "logger.server.name = org.apache.spark.sql.connect.service.SparkConnectServer\n"
-        "logger.server.level = info\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 # --------------------------------------------------------------------------- processes

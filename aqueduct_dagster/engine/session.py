@@ -246,10 +246,46 @@ def engine_spark_conf(master: str, state: Path, user_conf: Mapping[str, Any]) ->
     conf["spark.sql.extensions"] = _join(",", [_DELTA_EXTENSION], user.get("spark.sql.extensions"))
     conf.setdefault("spark.sql.catalog.spark_catalog", _DELTA_CATALOG)
     derby = f"-Dderby.system.home={state / 'derby'}"
+    java_options = [derby]
+    if "log4j2.configurationFile" not in user.get("spark.driver.extraJavaOptions", ""):
+        java_options.append(f"-Dlog4j2.configurationFile={write_log_config(state).as_uri()}")
     conf["spark.driver.extraJavaOptions"] = _join(
-        " ", [derby], user.get("spark.driver.extraJavaOptions")
+        " ", java_options, user.get("spark.driver.extraJavaOptions")
     )
     return conf
+
+
+#: Loggers that print a failed task's exception to the JVM's stderr, with the data value
+#: that failed (`The value 'X' cannot be cast`): outside the Python process's Redactor, so
+#: they are off. The failure still reaches the user, redacted, as the run's error.
+_TASK_FAILURE_LOGGERS = (
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+    "org.apache.spark.util.Utils",
+    "org.apache.spark.sql.execution.datasources.FileFormatWriter",
+    "org.apache.spark.sql.execution.datasources.v2.DataWritingSparkTask",
+)
+
+
+def write_log_config(folder: Path, *, info_loggers: tuple[str, ...] = ()) -> Path:
+    """The JVM's log4j2 configuration: warnings and errors to stderr, task failures off."""
+    lines = [
+        "rootLogger.level = warn",
+        "rootLogger.appenderRef.stderr.ref = console",
+        "appender.console.type = Console",
+        "appender.console.name = console",
+        "appender.console.target = SYSTEM_ERR",
+        "appender.console.layout.type = PatternLayout",
+        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex",
+    ]
+    for number, name in enumerate(_TASK_FAILURE_LOGGERS):
+        lines += [f"logger.quiet{number}.name = {name}", f"logger.quiet{number}.level = off"]
+    for number, name in enumerate(info_loggers):
+        lines += [f"logger.info{number}.name = {name}", f"logger.info{number}.level = info"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "log4j2.properties"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 # --------------------------------------------------------------------------- Spark Connect

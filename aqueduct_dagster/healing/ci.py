@@ -14,9 +14,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import PatchSpec
-from aqueduct_dagster.errors import AqueductError
 
 
 class GitError(AqueductError):
@@ -31,8 +31,9 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def pr_description(patch: PatchSpec, package: FailurePackage, diff: str) -> str:
+    """The PR body: leaves the process (a file, GitHub), so it passes the package's Redactor."""
     confidence = f"{patch.confidence:.2f}" if patch.confidence is not None else "n/a"
-    return "\n".join(
+    text = "\n".join(
         [
             f"# Heal {package.blueprint_id}: {patch.category or 'fix'} in `{package.failed_module}`",
             "",
@@ -48,6 +49,7 @@ def pr_description(patch: PatchSpec, package: FailurePackage, diff: str) -> str:
             "",
         ]
     )
+    return package.redactor.text(text)
 
 
 def open_patch_branch(
@@ -65,7 +67,7 @@ def open_patch_branch(
             _git(Path(worktree), "add", str(relative))
             _git(
                 Path(worktree), "-c", "user.name=aqueduct-healer", "-c", "user.email=healer@aqueduct.local",
-                "commit", "-q", "-m", f"heal({package.blueprint_id}): {patch.rationale}"[:200],
+                "commit", "-q", "-m", package.redactor.text(f"heal({package.blueprint_id}): {patch.rationale}")[:200],
             )  # fmt: skip
         finally:
             _git(repo, "worktree", "remove", "--force", worktree)

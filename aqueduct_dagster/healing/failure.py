@@ -9,6 +9,7 @@ context keys they use. Everything is redacted before the package exists.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from aqueduct_dagster.blueprint.manifest import Manifest
 from aqueduct_dagster.healing.redaction import Redactor
@@ -68,6 +69,23 @@ class FailurePackage(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     failed_rules: list[dict[str, Any]] = Field(default_factory=list)
     recent_runs: list[dict[str, Any]] = Field(default_factory=list)
+    #: The run's Redactor, travelling with the package to every sink (never serialized).
+    _redactor: Redactor | None = PrivateAttr(default=None)
+
+    @property
+    def redactor(self) -> Redactor:
+        """The Redactor this package was built with; for a package made by hand (or read back
+        from JSON), one for the secret tokens in its own module plus credential-named env vars."""
+        if self._redactor is None:
+            self._redactor = Redactor.for_blueprint(
+                json.dumps([self.module_raw, self.module_compiled], default=str),
+                code=yaml.safe_dump(self.module_raw) if self.module_raw else "",
+            )
+        return self._redactor
+
+    def with_redactor(self, redactor: Redactor) -> FailurePackage:
+        self._redactor = redactor
+        return self
 
     @property
     def condition(self) -> str:
@@ -106,14 +124,18 @@ def build_failure_package(
     failed_rules: Sequence[Mapping[str, Any]] = (),
     recent_runs: Sequence[Mapping[str, Any]] = (),
     env: Mapping[str, str] | None = None,
+    redactor: Redactor | None = None,
 ) -> FailurePackage:
+    """The package of one failure, redacted by `redactor` (built here from the Blueprint when
+    the caller has none): the same Redactor then guards every sink the package reaches."""
     from aqueduct_dagster.healing.arcade_files import raw_modules as modules_as_written
 
     source = Path(manifest.source_path)
     # Arcade children are read from their own files, under their ids in the Manifest.
     raws = modules_as_written(blueprint_text, source if source.is_file() else None)
     # Secrets referenced in sub-Blueprints are redacted as well as the parent's own.
-    redactor = Redactor.for_blueprint(blueprint_text + "\n" + yaml.safe_dump(raws), env)
+    if redactor is None:
+        redactor = Redactor.for_blueprint(blueprint_text + "\n" + yaml.safe_dump(raws), env, code=blueprint_text)
     module = manifest.module(failed_module)
 
     facts = ErrorFacts(
@@ -125,11 +147,13 @@ def build_failure_package(
         cause_chain=[str(c) for c in error.get("cause_chain") or []][:5],
         transient=bool(error.get("transient")),
     )
-    # Data exceptions (SQLSTATE class 22: bad cast input, division by zero) quote *data*
-    # values: those literals go. Syntax and analysis errors (class 42) quote the SQL itself
-    # (`near 'user'`), which the Blueprint already holds: keeping it lets a rule act on it.
-    quotes_code = (facts.sqlstate or "").startswith("42")
-    facts = ErrorFacts.model_validate(redactor.data(facts.model_dump(), data_literals=not quotes_code))
+    # Data exceptions (SQLSTATE classes 22/23: bad cast input, constraint values) quote
+    # *data* values: those go, in every quoting style. Syntax and analysis errors (class 42)
+    # quote the SQL itself (`near 'user'`), which the Blueprint already holds: keeping it
+    # lets a rule act on it. The structured fields decide which is which (`is_data_error`).
+    redacted = redactor.error({**facts.model_dump(), "java_class": error.get("java_class")})
+    redacted.pop("java_class", None)
+    facts = ErrorFacts.model_validate(redacted)
     facts.message = facts.message[:2000]
 
     neighbours = [_neighbour(manifest, raws, failed_module, "failed")]
@@ -161,17 +185,18 @@ def build_failure_package(
             module.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         ),
         provenance=redactor.data(provenance),
+        # Column names come from the data: secrets out here, fenced as data in the prompt.
         upstream_schemas={
-            alias: [ColumnInfo(name=c[0], type=c[1]) for c in columns]
+            alias: [ColumnInfo(name=redactor.text(str(c[0])), type=str(c[1])) for c in columns]
             for alias, columns in (input_schemas or {}).items()
         },
         neighbourhood=redactor.data([n.model_dump() for n in neighbours]),
         macros=redactor.data(macros),
         context=redactor.data(context),
         failed_rules=redactor.data([dict(r) for r in failed_rules], data_literals=True),
-        recent_runs=[dict(r) for r in recent_runs][:5],
+        recent_runs=redactor.data([dict(r) for r in recent_runs][:5]),
     )
-    return package
+    return package.with_redactor(redactor)
 
 
 def _neighbour(manifest: Manifest, raws: Mapping[str, dict], module_id: str, role: str) -> NeighbourModule:

@@ -1,27 +1,40 @@
-"""Gates a candidate patch must pass, in order: guardrails, compile, lineage, sandbox, full run.
+"""Gates a candidate patch must pass, in order: guardrails, compile, effect, lineage, sandbox,
+full run.
 
 Each gate answers pass / reject with a message a person (or the LLM, as a field-level
-correction) can act on. Cheap gates run first; the Spark gates run on a fresh session of
-their own, so a broken candidate can never stop or poison the session of the run.
+correction) can act on. Cheap gates run first; the effect gate judges what the compiled
+patched Blueprint would read, write, load and run (`effect.py`, `sql_policy.py`) before any
+Spark gate executes anything. The Spark gates check that again themselves right before they
+execute, write only under a scratch folder, and run on a fresh session of their own, so a
+broken candidate can never stop or poison the session of the run.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.blueprint.models import Agent
+from aqueduct_dagster.engine.errors import ModuleFailed
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
+from aqueduct_dagster.healing.effect import (
+    EffectPolicy,
+    compiled_effect,
+    judge_effect,
+    names_a_location,
+    sql_problems_of,
+)
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import (
+    AddProbe,
     DeferToHuman,
     InsertModule,
     PatchError,
@@ -30,9 +43,9 @@ from aqueduct_dagster.healing.patch import (
     ReplaceModuleConfig,
     SetEngineConfig,
     SetModuleConfigKey,
-    AddProbe,
     apply_patch_text,
 )
+from aqueduct_dagster.healing.redaction import Redactor
 from aqueduct_dagster.healing.rules import ENGINE_CONFIG_ALLOWLIST, SQL_KEYS
 
 
@@ -41,14 +54,33 @@ class Candidate:
     """A patch on its way through the gates, with what earlier gates produced."""
 
     patch: PatchSpec
-    package: FailurePackage
+    #: The failure being healed; None for a preview or a re-check at apply time.
+    package: FailurePackage | None
     blueprint_text: str
     policy: Agent
+    #: The root Blueprint file (defaults to the package's).
+    blueprint_path: Path | None = None
+    #: Operator guardrails (`agent.guardrails` of aqueduct.yml); None: read aqueduct.yml.
+    operator_guardrails: Any = None
+    #: The folder relative paths resolve from (the engine's: the working folder).
+    base_dir: Path | None = None
     #: The file the patch edits (an Arcade's sub-Blueprint, or the Blueprint itself).
     target: PatchTarget | None = None
     patched_text: str | None = None
     manifest: Manifest | None = None
+    #: The unpatched Blueprint compiled (set by the effect gate).
+    base_manifest: Manifest | None = None
+    #: The manifest whose effect and SQL the effect gate passed (the Spark gates insist on it).
+    effect_checked: Manifest | None = None
     escalate_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def root_path(self) -> Path:
+        if self.blueprint_path is not None:
+            return Path(self.blueprint_path)
+        if self.package is None:
+            raise ValueError("a Candidate needs a blueprint_path when it has no FailurePackage")
+        return Path(self.package.blueprint_path)
 
 
 @dataclass(frozen=True)
@@ -80,7 +112,11 @@ _CONTEXT = re.compile(r"\$\{[^}]*\}|@aq\.[\w.]+\([^)]*\)")
 
 
 class GuardrailsGate(Gate):
-    """Policy: allowed ops and paths, engine-config allowlist, confidence, SQL shape."""
+    """Policy: allowed ops, engine-config allowlist, confidence, SQL shape (cheap, on the patch text).
+
+    Where a patch reads or writes, and what its SQL may call, is judged on the compiled
+    result by the effect gate: text checks cannot see `..`, context values or new modules.
+    """
 
     name = "guardrails"
 
@@ -92,15 +128,16 @@ class GuardrailsGate(Gate):
                 return self.reject(f"operation '{op.op}' is forbidden by agent.guardrails.forbidden_ops")
             if isinstance(op, DeferToHuman) and not policy.allow_defer:
                 return self.reject("defer_to_human is not allowed for this blueprint (agent.allow_defer: false)")
+            module = getattr(op, "module", None) or getattr(op, "config", None) or {}
+            if isinstance(module, dict) and (module.get("type") == "Arcade" or "ref" in module):
+                # A new sub-Blueprint file: the compiler would read (and quote) any file named.
+                return self.reject(f"operation '{op.op}' references an Arcade file (`ref`); a patch may "
+                                   "not add Arcade references: a person must")  # fmt: skip
             if isinstance(op, SetEngineConfig) and op.engine == "spark" and op.key not in ENGINE_CONFIG_ALLOWLIST:
                 return self.reject(
                     f"engine config key '{op.key}' is not on the allowlist "
                     f"({', '.join(sorted(ENGINE_CONFIG_ALLOWLIST))})"
                 )
-        for path in _paths_written(patch):
-            problem = _path_problem(path, guardrails.allowed_paths, guardrails.deny_patterns)
-            if problem:
-                return self.reject(problem)
         macros = _macros_after(candidate)
         for where, sql, is_query in _sql_written(patch):
             problem = _sql_problem(sql, macros, is_query)
@@ -113,29 +150,6 @@ class GuardrailsGate(Gate):
                 escalate=True,
             )
         return self.ok()
-
-
-def _paths_written(patch: PatchSpec) -> list[str]:
-    paths = []
-    for op in patch.operations:
-        if isinstance(op, SetModuleConfigKey) and op.key == "path" and isinstance(op.value, str):
-            paths.append(op.value)
-        elif isinstance(op, ReplaceModuleConfig) and isinstance(op.config.get("path"), str):
-            paths.append(op.config["path"])
-        elif isinstance(op, (InsertModule, AddProbe)):
-            path = (op.module.get("config") or {}).get("path")
-            if isinstance(path, str):
-                paths.append(path)
-    return paths
-
-
-def _path_problem(path: str, allowed: Sequence[str], denied: Sequence[str]) -> str | None:
-    if allowed and not any(fnmatch.fnmatch(path, pattern) for pattern in allowed):
-        return f"path '{path}' is outside agent.guardrails.allowed_paths ({', '.join(allowed)})"
-    for pattern in denied:
-        if fnmatch.fnmatch(path, pattern):
-            return f"path '{path}' matches the denied pattern '{pattern}'"
-    return None
 
 
 def _sql_written(patch: PatchSpec) -> list[tuple[str, str, bool]]:
@@ -155,17 +169,28 @@ def _sql_written(patch: PatchSpec) -> list[tuple[str, str, bool]]:
             visit(f"module '{op.module_id}'", op.config)
         elif isinstance(op, (InsertModule, AddProbe)):
             visit(f"module '{op.module.get('id')}'", op.module.get("config") or {})
-        elif isinstance(op, ReplaceMacro):
-            found.append((f"macro '{op.name}'", op.value, False))
+        # A macro may hold a path or a fragment as well as SQL: the effect gate judges the
+        # compiled values of every module that uses it.
     return found
 
 
 def _macros_after(candidate: Candidate) -> dict[str, str]:
-    macros = dict(candidate.package.macros)
+    macros = dict(candidate.package.macros) if candidate.package is not None else _macros_of(candidate.blueprint_text)
     for op in candidate.patch.operations:
         if isinstance(op, ReplaceMacro):
             macros[op.name] = op.value
     return macros
+
+
+def _macros_of(blueprint_text: str) -> dict[str, str]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(blueprint_text) or {}
+    except yaml.YAMLError:
+        return {}
+    macros = data.get("macros") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in macros.items()} if isinstance(macros, dict) else {}
 
 
 def _sql_problem(sql: str, macros: dict[str, str], is_query: bool) -> str | None:
@@ -187,6 +212,8 @@ def _sql_problem(sql: str, macros: dict[str, str], is_query: bool) -> str | None
         expressions = sqlglot.parse(f"SELECT 1 WHERE {text}", read="spark")
     except sqlglot.errors.ParseError as error:
         return f"not a valid SQL expression: {str(error).splitlines()[0]}"
+    except (sqlglot.errors.SqlglotError, RecursionError) as error:
+        return f"the SQL expression is too complex to check: {type(error).__name__}"
     if len(expressions) != 1 or not isinstance(expressions[0], exp.Select):
         return "a condition must be one SQL expression"
     return None
@@ -203,7 +230,7 @@ class CompileGate(Gate):
     def check(self, candidate: Candidate) -> GateResult:
         from aqueduct_dagster.blueprint import compile_text
 
-        root = candidate.package.blueprint_path
+        root = candidate.root_path
         try:
             target = route_patch(root, candidate.blueprint_text, candidate.patch)
             candidate.target = target
@@ -222,6 +249,50 @@ class CompileGate(Gate):
         return self.ok()
 
 
+class EffectGate(Gate):
+    """What the patched Blueprint would read, write, load and run, against the unpatched one.
+
+    Judged on the compiled Manifests, so every route to a location counts (a path, a reader
+    option, a context value, an env var, a macro, a new module). Also the SQL allowlist on
+    every SQL-bearing value whose compiled text the patch changed.
+    """
+
+    name = "effect"
+
+    def check(self, candidate: Candidate) -> GateResult:
+        from aqueduct_dagster.blueprint import compile_text
+
+        assert candidate.manifest is not None, "the compile gate runs first"
+        try:
+            operator = _operator_guardrails(candidate)
+        except AqueductError as error:
+            return self.reject(f"the operator guardrails cannot be read: {error}")
+        root = candidate.root_path
+        try:
+            base = compile_text(candidate.blueprint_text, source_path=root)
+        except AqueductError as error:
+            return self.reject(f"the unpatched blueprint does not compile, so what the patch changes "
+                               f"cannot be judged: {error}")  # fmt: skip
+        candidate.base_manifest = base
+        policy = EffectPolicy.from_settings(candidate.policy.guardrails, operator)
+        before = compiled_effect(base, candidate.base_dir)
+        after = compiled_effect(candidate.manifest, candidate.base_dir)
+        problems = judge_effect(before, after, policy, candidate.base_dir)
+        if problems:
+            more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:3])})" if len(problems) > 1 else ""
+            return self.reject(problems[0] + more)
+        candidate.effect_checked = candidate.manifest
+        return self.ok()
+
+
+def _operator_guardrails(candidate: Candidate) -> Any:
+    if candidate.operator_guardrails is not None:
+        return candidate.operator_guardrails
+    from aqueduct_dagster.config import load_config
+
+    return load_config().agent.guardrails
+
+
 class LineageGate(Gate):
     """Every column the patched SQL reads exists in the upstream schemas we know."""
 
@@ -232,6 +303,8 @@ class LineageGate(Gate):
 
         assert candidate.manifest is not None, "the compile gate runs first"
         package = candidate.package
+        if package is None:
+            return self.ok("no failure package (no upstream schemas known): skipped")
         known = package.upstream_columns()
         if not known or package.failed_module not in candidate.manifest.modules:
             return self.ok("no upstream schemas known: skipped")
@@ -267,6 +340,9 @@ def _select_aliases(sql: str) -> set[str]:
 # --------------------------------------------------------------------------- Spark gates
 
 
+_SCRATCH_FORMATS = frozenset({"parquet", "delta", "csv", "json", "orc", "text", "avro"})
+
+
 def _scratch_module(module: CompiledModule, scratch: Path, *, staging: bool = False) -> CompiledModule:
     """An Egress redirected to a scratch folder; merge/error/ignore become a plain overwrite.
 
@@ -274,7 +350,15 @@ def _scratch_module(module: CompiledModule, scratch: Path, *, staging: bool = Fa
     """
     config = module.spec.config
     mode = config.mode if config.mode not in ("merge", "error", "errorifexists", "ignore") else "overwrite"
-    update: dict[str, Any] = {"path": str(scratch / module.id), "table": None, "mode": mode, "register_as_table": None}
+    fmt = (config.format or "parquet").lower()
+    update: dict[str, Any] = {
+        "path": str(scratch / module.id), "table": None, "mode": mode, "register_as_table": None,
+        # Only a file format writes under scratch (jdbc, kafka, depot... write elsewhere).
+        "format": fmt if fmt in _SCRATCH_FORMATS else "parquet",
+        # Reader/writer options that name a location (path, checkpointLocation, url) go.
+        "options": {k: v for k, v in config.options.items() if not names_a_location(k)},
+        "maintenance": None,
+    }  # fmt: skip
     if staging:
         update.update(format="parquet", partition_by=None, options={}, maintenance=None, mode="overwrite")
     new_config = config.model_copy(update=update)
@@ -344,27 +428,62 @@ class SandboxGate(Gate):
         if candidate.policy.sandbox_mode == "off":
             return self.ok("sandbox_mode: off")
         sample = None if candidate.policy.sandbox_mode == "preflight" else self.sample_rows
-        scratch = Path(tempfile.mkdtemp(prefix="aq-sandbox-", dir=self.scratch_root))
         try:
             manifest = _bound(candidate.manifest, self.depot_lookup)
-            run_on_spark(self.spark_factory(), manifest, sample_rows=sample, scratch=scratch)
         except AqueductError as error:
-            return self.reject(f"the patched pipeline fails on sampled input: {error}")
+            return self.reject(f"the patched pipeline cannot be prepared for a replay: {error}")
+        refusal = _refuse_unchecked(candidate, manifest)
+        if refusal:
+            return self.reject(refusal)
+        scratch = Path(tempfile.mkdtemp(prefix="aq-sandbox-", dir=self.scratch_root))
+        try:
+            run_on_spark(self.spark_factory(), manifest, sample_rows=sample, scratch=scratch)
         except Exception as error:  # noqa: BLE001 - any failure of the candidate is a rejection
-            return self.reject(f"the patched pipeline fails on sampled input: {type(error).__name__}: {error}")
+            return self.reject(f"the patched pipeline fails on sampled input: {_failure_text(candidate, error)}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.ok(f"replayed on {sample or 'all'} input rows per Ingress")
 
 
+def _failure_text(candidate: Candidate, error: Exception) -> str:
+    """A replay's error, redacted where it is made: data values go as the structured error says.
+
+    The message goes back to the diagnoser and into the store; the error's own facts (its
+    SQLSTATE class, its parameters) decide what is data, which later text-only redaction
+    could not tell from an operation or module name in quotes.
+    """
+    redactor = candidate.package.redactor if candidate.package is not None else Redactor.for_manifest(candidate.manifest)
+    text = str(error) if isinstance(error, AqueductError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, ModuleFailed):
+        return redactor.error_text(text, error.error.to_dict())
+    # No structured facts: treat every quoted value as data.
+    return redactor.text(text, data_literals=True)
+
+
+def _refuse_unchecked(candidate: Candidate, bound: Manifest) -> str | None:
+    """Why `bound` must not execute, or None: its effect and SQL passed, checked again here.
+
+    Defence in depth: a caller that skipped the effect gate gets it run now, and the SQL
+    allowlist runs on the exact (run-token bound) Manifest about to execute.
+    """
+    if candidate.effect_checked is not candidate.manifest:
+        verdict = EffectGate().check(candidate)
+        if not verdict.passed:
+            return f"not executed: the effect gate rejects the patch: {verdict.message}"
+    problems = sql_problems_of(bound, candidate.base_manifest)
+    if problems:
+        return f"not executed: {problems[0]}"
+    return None
+
+
 def _bound(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None = None) -> Manifest:
     """Run tokens bound; Depot reads see the committed values (a gate never writes the Depot)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from aqueduct_dagster.blueprint import RunInfo, bind_runtime
     from aqueduct_dagster.blueprint.depot import bind_depot
 
-    bound = bind_runtime(manifest, RunInfo(run_id="sandbox", started_at=datetime.now(timezone.utc)))
+    bound = bind_runtime(manifest, RunInfo(run_id="sandbox", started_at=datetime.now(UTC)))
     return bind_depot(bound, depot_lookup or (lambda key: None))
 
 
@@ -387,11 +506,17 @@ class FullRunGate(Gate):
             # (the next run would append the same slice again): a person applies it instead.
             return self.reject("the pipeline keeps state in the Depot (watermarks): it is not "
                                "re-run and published outside a Dagster run")  # fmt: skip
+        try:
+            manifest = _bound(candidate.manifest)
+        except AqueductError as error:
+            return self.reject(f"the patched pipeline cannot be prepared for a re-run: {error}")
+        refusal = _refuse_unchecked(candidate, manifest)
+        if refusal:
+            return self.reject(refusal)
         spark = self.spark_factory()
         written: list[tuple[CompiledModule, CompiledModule]] = []
         scratch = Path(tempfile.mkdtemp(prefix="aq-fullrun-", dir=self.scratch_root))
         try:
-            manifest = _bound(candidate.manifest)
             run_on_spark(spark, manifest, sample_rows=None, scratch=scratch, staging=True,
                          on_egress=lambda real, target: written.append((real, target)))  # fmt: skip
             # Every output was produced: now publish them with their real write semantics.
@@ -399,17 +524,25 @@ class FullRunGate(Gate):
                 frame = spark.read.parquet(target.spec.config.path)
                 execute_module(spark, real, {real.inputs[0].alias: frame})
         except Exception as error:  # noqa: BLE001 - any failure keeps the real outputs untouched
-            return self.reject(f"the full re-run failed, nothing was published: {error}")
+            return self.reject(f"the full re-run failed, nothing was published: {_failure_text(candidate, error)}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.ok(f"re-ran and published {len(written)} output(s)")
 
 
 def run_gates(candidate: Candidate, gates: Sequence[Gate]) -> list[GateResult]:
-    """Run gates in order, stopping at the first rejection."""
+    """Run gates in order, stopping at the first rejection.
+
+    A gate that cannot judge a patch (any error of its own) rejects it: the gates fail
+    closed, and one hostile patch never aborts the heal that the next proposal could finish.
+    """
     results = []
     for gate in gates:
-        result = gate.check(candidate)
+        try:
+            result = gate.check(candidate)
+        except Exception as error:  # noqa: BLE001 - fail closed, keep the heal going
+            result = gate.reject(f"the {gate.name} gate could not judge the patch: "
+                                 f"{type(error).__name__}: {str(error)[:300]}")  # fmt: skip
         results.append(result)
         if result.escalate:
             candidate.escalate_reasons.append(result.message)

@@ -9,10 +9,7 @@ diagnoser can correct itself; every turn is stored with the gate that rejected i
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,12 +18,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aqueduct_dagster.blueprint.models import Agent
-from aqueduct_dagster.errors import AqueductError
-from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
+from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.gates import (
     Candidate,
     CompileGate,
+    EffectGate,
     FullRunGate,
     Gate,
     GateResult,
@@ -36,7 +33,8 @@ from aqueduct_dagster.healing.gates import (
     run_gates,
 )
 from aqueduct_dagster.healing.patch import PatchSpec, apply_patch_text
-from aqueduct_dagster.healing.revisions import Revision, RevisionStore, unified_diff
+from aqueduct_dagster.healing.patch_queue import HealError, PatchQueue, PendingPatch
+from aqueduct_dagster.healing.revisions import Revision, text_digest, unified_diff
 from aqueduct_dagster.healing.rules import diagnose_with_rules
 from aqueduct_dagster.stores import HealTurn, Store
 
@@ -44,10 +42,6 @@ HealStatus = Literal[
     "disabled", "skipped", "rate_limited", "suppressed", "no_fix", "deferred", "staged",
     "escalated", "branch", "applied", "rejected",
 ]  # fmt: skip
-
-
-class HealError(AqueductError):
-    """A patch cannot be staged, applied or rejected."""
 
 
 @dataclass
@@ -105,6 +99,8 @@ class HealOutcome:
     branch: str | None = None
     #: The file the patch edits, with the patch as written for it (set once the gates pass).
     target: PatchTarget | None = None
+    #: The patch as the gates judged it (Manifest ids), kept once `patch` becomes the target's.
+    root_patch: PatchSpec | None = None
 
 
 def _labels(package: FailurePackage) -> set[str]:
@@ -132,16 +128,18 @@ class Healer:
         only = policy.guardrails.heal_on_errors
         if only and not set(only) & labels:
             return HealOutcome(heal_id, "skipped", f"not in heal_on_errors ({', '.join(only)})")
-        limit = policy.max_heal_attempts_per_hour or self.settings.max_heals_per_hour
-        if limit is not None and store.heal_attempts_since(package.blueprint_id, timedelta(hours=1)) >= limit:
-            return HealOutcome(heal_id, "rate_limited", f"{limit} heals in the last hour for '{package.blueprint_id}'")
         pending = store.pending_patch_for(package.blueprint_id, package.signature)
         if pending:
             return HealOutcome(
                 heal_id, "suppressed", f"patch {pending} for this failure is already waiting for review"
             )
+        # The operator's limit (aqueduct.yml) is a ceiling: a Blueprint may only lower it.
+        limits = [n for n in (self.settings.max_heals_per_hour, policy.max_heal_attempts_per_hour) if n is not None]
+        limit = min(limits) if limits else None
+        if not store.try_start_heal(heal_id, package.blueprint_id, package.run_id, package.signature,
+                                    limit=limit, window=timedelta(hours=1)):  # fmt: skip
+            return HealOutcome(heal_id, "rate_limited", f"{limit} heals in the last hour for '{package.blueprint_id}'")
 
-        store.start_heal(heal_id, package.blueprint_id, package.run_id, package.signature)
         store.record_failure(heal_id, package.blueprint_id, package.run_id, package.failed_module,
                              package.signature, package.model_dump(mode="json"))  # fmt: skip
         blueprint_text = Path(blueprint_path).read_text(encoding="utf-8")
@@ -154,8 +152,12 @@ class Healer:
                 target = self._edit_target(outcome)
                 outcome.pending_path = self.stage(outcome, package, target.path, target.text)
         except BaseException as error:
-            store.finish_heal(heal_id, "error", stop_reason=f"{type(error).__name__}: {error}"[:500])
+            reason = package.redactor.text(f"{type(error).__name__}: {error}")
+            store.finish_heal(heal_id, "error", stop_reason=reason[:500])
             raise
+        # The outcome leaves the process (store, heal run output): secrets never do. Data values
+        # were removed where the structured error was at hand (the Spark gates).
+        outcome.message = package.redactor.text(outcome.message)
         store.finish_heal(
             heal_id, outcome.status, patch_id=outcome.patch.patch_id if outcome.patch else None,
             stop_reason=outcome.message[:500],
@@ -165,7 +167,7 @@ class Healer:
     def _gates(self, blueprint_id: str) -> list[Gate]:
         from aqueduct_dagster.stores.depot import Depot
 
-        gates: list[Gate] = [GuardrailsGate(), CompileGate(), LineageGate()]
+        gates: list[Gate] = [GuardrailsGate(), CompileGate(), EffectGate(), LineageGate()]
         if self.settings.spark_factory is not None:
             depot = Depot(self.settings.store, blueprint_id)
             gates.append(SandboxGate(self.settings.spark_factory, sample_rows=self.settings.sample_rows,
@@ -174,6 +176,9 @@ class Healer:
 
     def _diagnose_and_gate(self, package: FailurePackage, blueprint_text: str, policy: Agent) -> HealOutcome:
         store, turn_number, reasons = self.settings.store, 0, []
+        # Every text a turn stores or feeds back passes the package's Redactor: gate messages
+        # can quote what a sandbox run read (an env var, a data value).
+        redact = package.redactor.text
         for diagnoser in self.settings.diagnosers:
             feedback: list[str] = []
             if hasattr(diagnoser, "for_policy"):
@@ -187,13 +192,13 @@ class Healer:
                 turn = HealTurn(
                     heal_id=package.heal_id, turn=turn_number, diagnoser=diagnoser.name,
                     signature=package.signature, prompt_version=proposal.prompt_version,
-                    patch_json=proposal.patch.model_dump_json() if proposal.patch else None,
-                    message=proposal.reason[:2000], input_tokens=proposal.input_tokens,
+                    patch_json=redact(proposal.patch.model_dump_json()) if proposal.patch else None,
+                    message=redact(proposal.reason)[:2000], input_tokens=proposal.input_tokens,
                     output_tokens=proposal.output_tokens, latency_ms=latency,
                 )  # fmt: skip
                 if proposal.patch is None:
                     store.record_turn(turn)
-                    reasons.append(f"{diagnoser.name}: {proposal.reason}")
+                    reasons.append(redact(f"{diagnoser.name}: {proposal.reason}"))
                     break
                 if proposal.patch.deferred is not None:
                     store.record_turn(turn)
@@ -216,8 +221,8 @@ class Healer:
                     if candidate.escalate_reasons:
                         outcome.status, outcome.message = "escalated", "; ".join(candidate.escalate_reasons)
                     return outcome
-                feedback.append(f"The {rejected.gate} gate rejected the patch: {rejected.message}")
-                reasons.append(f"{diagnoser.name}: rejected by {rejected.gate}: {rejected.message}")
+                feedback.append(redact(f"The {rejected.gate} gate rejected the patch: {rejected.message}"))
+                reasons.append(redact(f"{diagnoser.name}: rejected by {rejected.gate}: {rejected.message}"))
                 if proposal.final:
                     break
         return HealOutcome(package.heal_id, "no_fix", "; ".join(reasons) or "no diagnoser configured")
@@ -230,16 +235,20 @@ class Healer:
         mode = policy.approval
         if mode == "auto" and self.settings.spark_factory is not None:
             candidate = Candidate(outcome.patch, package, blueprint_text, policy)
-            results = run_gates(candidate, [CompileGate(), FullRunGate(self.settings.spark_factory)])
+            results = run_gates(candidate, [CompileGate(), EffectGate(), FullRunGate(self.settings.spark_factory)])
             outcome.gate_results += results
             if all(r.passed for r in results):
                 target = candidate.target or self._edit_target(outcome)
-                revision = RevisionStore(self.settings.revisions_dir).write(
-                    target.path, candidate.patched_text or "", patch=target.patch,
-                    blueprint_id=package.blueprint_id,
-                )  # fmt: skip
-                self.settings.store.index_patch(outcome.patch.patch_id, package.blueprint_id, package.signature,
-                                                "applied", None, package.heal_id)  # fmt: skip
+                patched = candidate.patched_text or apply_patch_text(target.text, target.patch)
+                # The same locked, journaled path as a reviewer's apply; refused if the file changed meanwhile.
+                try:
+                    revision = self._queue().apply_change(
+                        target.path, patched, target.patch, blueprint_id=package.blueprint_id,
+                        read_text=target.text, signature=package.signature, heal_id=package.heal_id,
+                    )  # fmt: skip
+                except HealError as error:
+                    outcome.status, outcome.message = "no_fix", f"auto-apply refused: {error.message}"
+                    return outcome
                 outcome.status, outcome.revision = "applied", revision
                 outcome.message = f"applied as {revision.summary}; outputs re-published"
                 return outcome
@@ -257,37 +266,35 @@ class Healer:
     def _edit_target(outcome: HealOutcome) -> PatchTarget:
         """The file to edit; from here on the outcome's patch is the one written for it."""
         assert outcome.target is not None, "set when the gates passed"
+        outcome.root_patch = outcome.root_patch or outcome.patch
         outcome.patch = outcome.target.patch
         return outcome.target
 
+    def _queue(self) -> PatchQueue:
+        return PatchQueue(self.settings.patches_dir, self.settings.revisions_dir, self.settings.store)
+
     def stage(self, outcome: HealOutcome, package: FailurePackage, blueprint_path: Path, blueprint_text: str) -> Path:
+        """Stage for review; the store keeps the record's digest, checked when it is applied."""
         assert outcome.patch is not None
-        pending = self.settings.patches_dir / "pending"
-        pending.mkdir(parents=True, exist_ok=True)
         record = {
             "patch": outcome.patch.model_dump(mode="json"),
             "blueprint_id": package.blueprint_id,
             "blueprint_path": str(blueprint_path),
             # The Blueprint compiled and run: differs from blueprint_path for an Arcade's file.
             "root_path": str(outcome.target.root_path if outcome.target else blueprint_path),
-            "blueprint_sha256": hashlib.sha256(blueprint_text.encode()).hexdigest(),
+            "blueprint_sha256": text_digest(blueprint_text),
+            # Re-gated against the root Blueprint at apply time (an Arcade's file does not compile alone).
+            "root_patch": (outcome.root_patch or outcome.patch).model_dump(mode="json"),
             "heal_id": package.heal_id,
             "run_id": package.run_id,
             "signature": package.signature,
             "failed_module": package.failed_module,
             "error": package.error.model_dump(),
-            "gates": [vars(r) for r in outcome.gate_results],
-            "escalation": outcome.message if outcome.status == "escalated" else None,
+            "gates": [package.redactor.data(vars(r)) for r in outcome.gate_results],
+            "escalation": package.redactor.text(outcome.message) if outcome.status == "escalated" else None,
             "diff": outcome.diff,
         }
-        path = pending / f"{outcome.patch.patch_id}.json"
-        from aqueduct_dagster.healing.revisions import atomic_write_text
-
-        atomic_write_text(path, json.dumps(record, indent=2, default=str))
-        (pending / f"{outcome.patch.patch_id}.diff").write_text(outcome.diff, encoding="utf-8")
-        self.settings.store.index_patch(outcome.patch.patch_id, package.blueprint_id, package.signature,
-                                        "pending", str(path), package.heal_id)  # fmt: skip
-        return path
+        return self._queue().stage(record, signature=package.signature, heal_id=package.heal_id)
 
     def _open_branch(self, outcome: HealOutcome, package: FailurePackage, blueprint_path: Path,
                      blueprint_text: str) -> HealOutcome:  # fmt: skip
@@ -307,93 +314,7 @@ class Healer:
 
 
 # --------------------------------------------------------------------------- pending patches
+# PatchQueue and PendingPatch live in patch_queue.py; imported above so existing imports keep working.
 
-
-@dataclass(frozen=True)
-class PendingPatch:
-    patch: PatchSpec
-    path: Path
-    record: dict[str, Any]
-
-    @property
-    def patch_id(self) -> str:
-        return self.patch.patch_id
-
-
-class PatchQueue:
-    """patches/pending -> applied | rejected, with the revision store and the index in step."""
-
-    def __init__(self, patches_dir: Path, revisions_dir: Path, store: Store) -> None:
-        self.patches_dir = Path(patches_dir)
-        self.revisions = RevisionStore(revisions_dir)
-        self.store = store
-
-    @classmethod
-    def from_config(cls, config: Any) -> PatchQueue:
-        """The project's queue: `aqueduct.yml` (or env) patches dir, state dir and store."""
-        from aqueduct_dagster.stores import default_store
-
-        return cls(config.patches_path, config.state_path / "revisions", default_store(config.state_path, config))
-
-    def list(self, status: str = "pending") -> list[PendingPatch]:
-        folder = self.patches_dir / status
-        if not folder.is_dir():
-            return []
-        return [self._load(p) for p in sorted(folder.glob("*.json"))]
-
-    def get(self, patch_id: str) -> PendingPatch:
-        path = self.patches_dir / "pending" / f"{patch_id}.json"
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", patch_id) or not path.is_file():
-            known = [p.patch_id for p in self.list()]
-            raise HealError(
-                f"no pending patch '{patch_id}'",
-                hint=f"pending patches: {', '.join(known)}" if known else "there are no pending patches",
-            )
-        return self._load(path)
-
-    def _load(self, path: Path) -> PendingPatch:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return PendingPatch(PatchSpec.model_validate(record["patch"]), path, record)
-
-    def apply(self, patch_id: str) -> Revision:
-        from aqueduct_dagster.blueprint import compile_text
-
-        pending = self.get(patch_id)
-        blueprint_path = Path(pending.record["blueprint_path"])
-        current = blueprint_path.read_text(encoding="utf-8")
-        root = Path(pending.record.get("root_path") or blueprint_path)
-        try:
-            patched = apply_patch_text(current, pending.patch)
-            if root.resolve() == blueprint_path.resolve():
-                compile_text(patched, source_path=str(blueprint_path))
-            else:  # an Arcade's sub-Blueprint: it must still compile within its user
-                compile_text(root.read_text(encoding="utf-8"), source_path=str(root),
-                             file_overrides={blueprint_path.resolve(): patched})  # fmt: skip
-        except AqueductError as error:
-            raise HealError(
-                f"patch '{patch_id}' no longer applies to {blueprint_path}: {error.message}",
-                hint="the blueprint changed since the patch was staged; reject it and let the next failure heal again",
-            ) from None
-        revision = self.revisions.write(blueprint_path, patched, patch=pending.patch,
-                                        blueprint_id=pending.record.get("blueprint_id"))  # fmt: skip
-        self._move(pending, "applied")
-        self.store.set_patch_status(patch_id, "applied")
-        return revision
-
-    def reject(self, patch_id: str, reason: str = "") -> Path:
-        pending = self.get(patch_id)
-        target = self._move(pending, "rejected")
-        self.store.set_patch_status(patch_id, "rejected")
-        if reason:
-            (target.with_suffix(".reason.txt")).write_text(reason, encoding="utf-8")
-        return target
-
-    def _move(self, pending: PendingPatch, status: str) -> Path:
-        folder = self.patches_dir / status
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / pending.path.name
-        os.replace(pending.path, target)
-        diff = pending.path.with_suffix(".diff")
-        if diff.exists():
-            os.replace(diff, folder / diff.name)
-        return target
+__all__ = ["HealError", "Healer", "HealOutcome", "HealSettings", "PatchQueue", "PendingPatch", "Proposal",
+           "RuleDiagnoser"]

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from aqueduct_dagster.healing import sql_edit
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import PatchSpec, new_patch_id
-from aqueduct_dagster.healing import sql_edit
 
 #: Spark settings a patch may change (anything else is refused by the guardrails too).
 ENGINE_CONFIG_ALLOWLIST = frozenset(

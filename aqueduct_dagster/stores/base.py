@@ -16,10 +16,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Upgrades from each older version, in order; each statement runs on DuckDB and PostgreSQL alike.
+MIGRATIONS: dict[int, list[str]] = {
+    # 2: the digest of each staged patch record, checked before the patch is applied.
+    2: ["ALTER TABLE aq_patches ADD COLUMN IF NOT EXISTS record_sha256 VARCHAR"],
+}
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS aq_schema_version (version INTEGER NOT NULL)""",
@@ -37,7 +43,8 @@ SCHEMA = [
         input_tokens INTEGER, output_tokens INTEGER, latency_ms INTEGER, created_at TIMESTAMP NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS aq_patches (
         patch_id VARCHAR PRIMARY KEY, blueprint_id VARCHAR NOT NULL, signature VARCHAR,
-        status VARCHAR NOT NULL, path VARCHAR, heal_id VARCHAR, updated_at TIMESTAMP NOT NULL)""",
+        status VARCHAR NOT NULL, path VARCHAR, heal_id VARCHAR, updated_at TIMESTAMP NOT NULL,
+        record_sha256 VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS aq_module_metrics (
         run_id VARCHAR NOT NULL, blueprint_id VARCHAR NOT NULL, module_id VARCHAR NOT NULL,
         module_type VARCHAR, status VARCHAR NOT NULL, duration_ms INTEGER, rows_written BIGINT,
@@ -58,7 +65,7 @@ SCHEMA = [
 
 def utc_now() -> datetime:
     # Stored naive in UTC: DuckDB and PostgreSQL TIMESTAMP columns agree on that.
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -148,11 +155,20 @@ class Store(ABC):
             for statement in SCHEMA:
                 cursor.execute(statement)
             cursor.execute("SELECT version FROM aq_schema_version")
-            if not cursor.fetchall():
+            rows = cursor.fetchall()
+            if not rows:
                 cursor.execute(self._sql("INSERT INTO aq_schema_version VALUES (?)"), (SCHEMA_VERSION,))
+            elif int(rows[0][0]) < SCHEMA_VERSION:
+                for version in range(int(rows[0][0]) + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS.get(version, []):
+                        cursor.execute(statement)
+                cursor.execute(self._sql("UPDATE aq_schema_version SET version = ?"), (SCHEMA_VERSION,))
         self._migrated = True
 
-    def _migration_lock(self, cursor: Any) -> None:
+    def schema_version(self) -> int:
+        return int(self.execute("SELECT MAX(version) FROM aq_schema_version")[0][0])
+
+    def _migration_lock(self, cursor: Any) -> None:  # noqa: B027 - optional hook, empty by default
         """Serialise concurrent migrations inside the migration's transaction.
 
         Nothing to do where a connection already excludes other writers (DuckDB's file lock).
@@ -181,6 +197,42 @@ class Store(ABC):
             "WHERE heal_id = ?",
             (outcome, patch_id, stop_reason, utc_now(), heal_id),
         )
+
+    def try_start_heal(self, heal_id: str, blueprint_id: str, run_id: str | None, signature: str, *,
+                       limit: int | None, window: timedelta) -> bool:  # fmt: skip
+        """Record a heal of `blueprint_id` unless `limit` heals started within `window`; True when recorded.
+
+        The count and the insert are one transaction under a per-Blueprint lock, so heals starting
+        at the same moment in several processes cannot all see room for one more.
+        """
+        self.migrate()
+        with self._heal_serialization(), self._connection() as connection:
+            cursor = connection.cursor()
+            self._heal_lock(cursor, blueprint_id)
+            if limit is not None:
+                cursor.execute(
+                    self._sql("SELECT COUNT(*) FROM aq_heal_attempts WHERE blueprint_id = ? AND started_at >= ?"),
+                    (blueprint_id, utc_now() - window),
+                )
+                if int(cursor.fetchall()[0][0]) >= limit:
+                    return False
+            cursor.execute(
+                self._sql("INSERT INTO aq_heal_attempts (heal_id, blueprint_id, run_id, signature, outcome, "
+                          "started_at) VALUES (?, ?, ?, ?, ?, ?)"),
+                (heal_id, blueprint_id, run_id, signature, "running", utc_now()),
+            )  # fmt: skip
+            return True
+
+    @contextmanager
+    def _heal_serialization(self) -> Iterator[None]:
+        """Held around `try_start_heal`'s transaction in this process (backends add their own lock)."""
+        yield
+
+    def _heal_lock(self, cursor: Any, blueprint_id: str) -> None:  # noqa: B027 - optional hook
+        """Serialise heal starts of one Blueprint across processes, inside the transaction.
+
+        Nothing to do where a connection already excludes other writers (DuckDB's file lock).
+        """
 
     def heal_attempts_since(self, blueprint_id: str, since: timedelta) -> int:
         rows = self.execute(
@@ -220,15 +272,32 @@ class Store(ABC):
     # ------------------------------------------------------------------ patch index
 
     def index_patch(self, patch_id: str, blueprint_id: str, signature: str | None, status: str,
-                    path: str | None, heal_id: str | None = None) -> None:  # fmt: skip
-        self.execute("DELETE FROM aq_patches WHERE patch_id = ?", (patch_id,))
-        self.execute(
-            "INSERT INTO aq_patches VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (patch_id, blueprint_id, signature, status, path, heal_id, utc_now()),
-        )
+                    path: str | None, heal_id: str | None = None, record_sha256: str | None = None) -> None:  # fmt: skip
+        """Index a patch; `record_sha256` is the digest of its staged record, checked before applying."""
+        self.execute_atomically([
+            ("DELETE FROM aq_patches WHERE patch_id = ?", (patch_id,)),
+            ("INSERT INTO aq_patches (patch_id, blueprint_id, signature, status, path, heal_id, updated_at, "
+             "record_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             (patch_id, blueprint_id, signature, status, path, heal_id, utc_now(), record_sha256)),
+        ])  # fmt: skip
 
-    def set_patch_status(self, patch_id: str, status: str) -> None:
-        self.execute("UPDATE aq_patches SET status = ?, updated_at = ? WHERE patch_id = ?", (status, utc_now(), patch_id))
+    def set_patch_status(self, patch_id: str, status: str, path: str | None = None) -> None:
+        if path is None:
+            self.execute("UPDATE aq_patches SET status = ?, updated_at = ? WHERE patch_id = ?",
+                         (status, utc_now(), patch_id))  # fmt: skip
+        else:
+            self.execute("UPDATE aq_patches SET status = ?, path = ?, updated_at = ? WHERE patch_id = ?",
+                         (status, path, utc_now(), patch_id))  # fmt: skip
+
+    def patch(self, patch_id: str) -> dict[str, Any] | None:
+        """One indexed patch with its record digest, or None."""
+        rows = self.execute(
+            "SELECT patch_id, blueprint_id, signature, status, path, heal_id, record_sha256 FROM aq_patches "
+            "WHERE patch_id = ?",
+            (patch_id,),
+        )
+        keys = ("patch_id", "blueprint_id", "signature", "status", "path", "heal_id", "record_sha256")
+        return dict(zip(keys, rows[0], strict=True)) if rows else None
 
     def pending_patch_for(self, blueprint_id: str, signature: str) -> str | None:
         rows = self.execute(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,11 @@ from aqueduct_dagster.stores.base import Store
 
 class FileLocked(Exception):
     """Another process holds the DuckDB file's write lock (retried by the base class)."""
+
+
+#: Threads of one process share a DuckDB instance (and its MVCC), so the file lock that keeps
+#: other processes out does not order them: heal starts in one process take this lock too.
+_HEAL_START_LOCK = threading.Lock()
 
 
 class DuckDBStore(Store):
@@ -36,6 +44,12 @@ class DuckDBStore(Store):
             return time.time() - self.path.stat().st_mtime < 10
         except OSError:
             return True
+
+    @contextmanager
+    def _heal_serialization(self) -> Iterator[None]:
+        # Across processes, DuckDB's file lock already admits one writing connection at a time.
+        with _HEAL_START_LOCK:
+            yield
 
     def _connect(self) -> Any:
         try:

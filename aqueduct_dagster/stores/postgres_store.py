@@ -9,6 +9,7 @@ few milliseconds.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -23,6 +24,12 @@ _MIGRATION_LOCK_KEY = 7_301_842_113
 
 #: Connection failures worth a retry: the server is up but cannot take us right now.
 _BUSY_MARKERS = ("too many clients", "remaining connection slots", "the database system is starting up")
+
+
+def _heal_lock_key(blueprint_id: str) -> int:
+    """A stable signed 64-bit advisory-lock key for one Blueprint's heal starts."""
+    digest = hashlib.sha256(f"aqueduct-heal-start:{blueprint_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class PostgresBusy(Exception):
@@ -85,6 +92,11 @@ class PostgresStore(Store):
         # Held until the migration commits: a second process starting at the same moment waits,
         # then finds the tables and the version row (no duplicate-type race, no second row).
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+
+    def _heal_lock(self, cursor: Any, blueprint_id: str) -> None:
+        # MVCC lets concurrent transactions all count the same rows: a transaction-scoped advisory
+        # lock per Blueprint makes the next heal start wait for this one's count and insert.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_heal_lock_key(blueprint_id),))
 
     def check_connection(self) -> str:
         """Connect once and return the server's version line; ConfigError when unreachable."""

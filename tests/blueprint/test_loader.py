@@ -72,3 +72,24 @@ def test_blueprint_package_imports_neither_spark_nor_dagster():
                 assert root not in {"pyspark", "dagster", "delta"}, f"{source.name} imports {name}"
                 assert not name.startswith("aqueduct_dagster.dagster"), source.name
                 assert not name.startswith("aqueduct_dagster.engine"), source.name
+
+
+def test_an_alias_is_located_where_its_anchor_is():
+    document = load_document("base: &b {format: csv}\ncopy: *b\n", "bp.yml")
+    assert document.data["copy"] == {"format": "csv"}
+    assert str(document.location(("copy", "format"))) == "bp.yml:1:19"
+
+
+def test_a_second_document_is_an_error():
+    with pytest.raises(BlueprintError, match="bp.yml:2:1: a Blueprint file holds one YAML document"):
+        load_document("a: 1\n---\nb: 2\n", "bp.yml")
+
+
+def test_an_alias_without_an_anchor_is_located():
+    with pytest.raises(BlueprintError, match="bp.yml:1:4: alias '\\*b' refers to no anchor"):
+        load_document("a: *b\n", "bp.yml")
+
+
+def test_syntax_errors_keep_pyyaml_wording_and_position():
+    with pytest.raises(BlueprintError, match="bp.yml:2:1: invalid YAML: expected ',' or ']'"):
+        load_document("a: [1, 2\n", "bp.yml")

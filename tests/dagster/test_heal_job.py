@@ -82,4 +82,4 @@ def test_spark_failure_without_llm_is_healed_by_rules(healing_env):
     instance, run_id = _fail_run(healing_env, ("SELECT order_id, customer_id,", "SELECT order_id, customer_idd,"))
     summary = _heal(instance, run_id)
     assert summary["status"] == "staged", summary
-    assert [g.split(":")[0] for g in summary["gates"]] == ["guardrails", "compile", "lineage", "sandbox"]
+    assert [g.split(":")[0] for g in summary["gates"]] == ["guardrails", "compile", "effect", "lineage", "sandbox"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from tests.support.shared import shared_reference
 
 SNIPPETS = shared_reference("aqueduct-gallery", "snippets")
 
-RUN_STARTED = datetime(2026, 1, 15, 8, 30, tzinfo=timezone.utc)
+RUN_STARTED = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- input data
 

@@ -7,8 +7,6 @@ client, our guardrails and budget) is real.
 
 from __future__ import annotations
 
-import pytest
-
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.config import AgentBudget, AgentConnection
 from aqueduct_dagster.healing.agent import LLMDiagnoser, build_prompt

@@ -13,6 +13,7 @@ from aqueduct_dagster.healing.failure import build_failure_package
 from aqueduct_dagster.healing.gates import (
     Candidate,
     CompileGate,
+    EffectGate,
     FullRunGate,
     GuardrailsGate,
     LineageGate,
@@ -91,12 +92,41 @@ def test_lineage_gate_rejects_unknown_columns(setup):
     assert "reads discount, which no input provides" in results[1].message
 
 
+def test_a_gate_that_cannot_judge_a_patch_rejects_it_and_later_gates_do_not_run(setup):
+    class Exploding(LineageGate):
+        def check(self, candidate):
+            raise RecursionError("maximum recursion depth exceeded")
+
+    ran = []
+
+    class Recording(CompileGate):
+        name = "after"
+
+        def check(self, candidate):
+            ran.append(candidate)
+            return self.ok()
+
+    results = run_gates(candidate(setup, query("SELECT id, amount FROM raw")), [CompileGate(), Exploding(), Recording()])
+    assert [r.passed for r in results] == [True, False]
+    assert results[1].gate == "lineage" and "could not judge the patch: RecursionError" in results[1].message
+    assert ran == []
+
+
+def test_a_rule_too_deep_to_parse_is_rejected_instead_of_raising(setup):
+    deep = "(" * 3000 + "amount > 0" + ")" * 3000
+    c = candidate(setup, {"op": "set_module_config_key", "module_id": "check", "key": "rules",
+                          "value": [{"type": "sql", "expr": deep}]})  # fmt: skip
+    results = run_gates(c, [GuardrailsGate(), CompileGate(), EffectGate()])
+    assert [r.gate for r in results] == ["guardrails", "compile", "effect"]
+    assert not results[-1].passed and "too deeply nested / too large" in results[-1].message
+
+
 def test_sandbox_rejects_a_runtime_failure_and_leaves_the_session_usable(spark, setup):
     # Division by zero only fails when rows flow: analysis passes, the sampled replay does not.
     c = candidate(setup, query("SELECT id, amount / qty AS amount FROM raw"))
     session = run_session(spark)
-    results = run_gates(c, [CompileGate(), LineageGate(), SandboxGate(lambda: session, sample_rows=10)])
-    assert [r.gate for r in results] == ["compile", "lineage", "sandbox"]
+    results = run_gates(c, [CompileGate(), EffectGate(), LineageGate(), SandboxGate(lambda: session, sample_rows=10)])
+    assert [r.gate for r in results] == ["compile", "effect", "lineage", "sandbox"]
     assert not results[-1].passed and "DIVIDE_BY_ZERO" in results[-1].message
     assert session.range(3).count() == 3
     assert not (setup[2] / "out").exists()  # the sandbox never wrote the real output

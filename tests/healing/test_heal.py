@@ -90,7 +90,7 @@ def test_human_mode_stages_a_rule_patch_then_approval_writes_a_revision(project)
     assert outcome.status == "staged", outcome.message
     assert outcome.pending_path.parent.name == "pending" and outcome.pending_path.exists()
     assert "-  valid: \"amount > 0\"" in outcome.diff and "+  valid: \"order_amount > 0\"" in outcome.diff
-    assert [r.gate for r in outcome.gate_results] == ["guardrails", "compile", "lineage"]
+    assert [r.gate for r in outcome.gate_results] == ["guardrails", "compile", "effect", "lineage"]
     before = path.read_text()
     queue = PatchQueue(settings.patches_dir, settings.revisions_dir, settings.store)
     revision = queue.apply(outcome.patch.patch_id)
