@@ -16,6 +16,7 @@ allowlisted keys with values under a ceiling.
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import posixpath
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aqueduct_dagster.blueprint.functions import CallSyntaxError, find_calls
 from aqueduct_dagster.blueprint.lineage import SINGLE_INPUT_ALIAS, analysable_sql
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.healing.sql_policy import SqlKind, sql_problem, tables_read
@@ -46,6 +48,9 @@ DEFAULT_ENGINE_CEILINGS: dict[str, Any] = {
     "duckdb.memory_limit": "64g",
     "duckdb.threads": 64,
 }
+
+#: Settings that count something (partitions, seconds, threads): whole numbers only.
+_COUNT_KEYS = frozenset({"spark.sql.shuffle.partitions", "spark.sql.broadcastTimeout", "duckdb.threads"})
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.I)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
@@ -85,6 +90,20 @@ class Effect:
     udfs: set[str] = field(default_factory=set)
     #: Environment variables and secrets the compiled values were made from (names only).
     env: set[str] = field(default_factory=set)
+    #: One per Egress (its id and format), also one that names no place (console, noop).
+    outputs: dict[Target, str] = field(default_factory=dict)
+    #: Egress module id -> how it writes (format, mode, keys, schema handling, maintenance).
+    write_modes: dict[str, str] = field(default_factory=dict)
+    #: Assert module id -> its rules (as dicts): the quality checks the Blueprint runs.
+    checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Egress module id -> the Asserts every path of data into it passes.
+    guards: dict[str, set[str]] = field(default_factory=dict)
+    #: Where a retry policy is set -> its values (the Blueprint's, each module's).
+    retry: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: `module 'x' config.key` -> a count or duration the module asks the engine for.
+    amounts: dict[str, Any] = field(default_factory=dict)
+    #: Module id -> its `on_failure:` block.
+    on_failure: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,11 +161,79 @@ def compiled_effect(manifest: Manifest, base_dir: str | Path | None = None) -> E
                 effect.writes[Target("url", _webhook(hook.webhook))] = where
     for module in manifest.modules.values():
         _module_effect(effect, module, base, manifest.checkpoint)
+        source = module.location.file if module.location else None
+        if source and module.arcade:
+            # A sub-Blueprint is code the compiler loads: a patch may not swap one in.
+            effect.code[Target("code", f"Arcade file {os.path.realpath(source)}")] = f"module '{module.id}'"
     effect.env = _environment_names(manifest)
+    effect.guards = _guards(manifest)
+    effect.retry["retry_policy"] = manifest.retry_policy.model_dump()
+    for module in manifest.modules.values():
+        if module.spec.retry is not None:
+            effect.retry[f"module '{module.id}' retry"] = module.spec.retry.model_dump(exclude_none=True)
+        known = {k: v for k, v in (module.spec.on_failure or {}).items() if k in _RETRY_FIELDS}
+        if known:
+            effect.retry[f"module '{module.id}' on_failure"] = known
     return effect
 
 
+_RETRY_FIELDS = frozenset({"max_attempts", "backoff", "deadline_seconds", "on_exhaustion",
+                           "transient_errors", "non_transient_errors"})  # fmt: skip
+
+
+def _enabled(module: CompiledModule) -> bool:
+    return module.spec.enabled is True or str(module.spec.enabled).strip().lower() == "true"
+
+
+def _guards(manifest: Manifest) -> dict[str, set[str]]:
+    """Egress id -> the Asserts that every path of data from a source into it passes.
+
+    Probe signals carry no rows (a Probe watches, it does not feed): their edges are left out.
+    """
+    modules = manifest.modules
+    feeds: dict[str, list[str]] = {m: [] for m in modules}
+    #: Assert id -> modules fed by its other ports (quarantined / failing rows: unchecked).
+    sides: dict[str, list[str]] = {}
+    for module in modules.values():
+        for edge in module.inputs:
+            source = modules.get(edge.source)
+            if source is not None and source.type != "Probe":
+                feeds.setdefault(edge.source, []).append(module.id)
+                if source.type == "Assert" and (edge.port or "main") != "main":
+                    sides.setdefault(edge.source, []).append(module.id)
+    sources = [m.id for m in modules.values() if m.type != "Probe" and not any(
+        modules.get(e.source) is not None and modules[e.source].type != "Probe" for e in m.inputs)]  # fmt: skip
+    asserts = [m.id for m in modules.values() if m.type == "Assert" and _enabled(m)]
+    egresses = [m.id for m in modules.values() if m.type == "Egress"]
+    guards: dict[str, set[str]] = {e: set() for e in egresses}
+    for check in asserts:
+        reached, pending = set(), [s for s in sources if s != check]
+        while pending:
+            current = pending.pop()
+            if current in reached:
+                continue
+            reached.add(current)
+            for following in feeds.get(current, []):
+                # Rows that reach the Assert and leave by another port than main were not
+                # passed by it: they go on as if it were not there.
+                pending.extend(sides.get(check, []) if following == check else [following])
+        for egress in egresses:
+            if egress not in reached:
+                guards[egress].add(check)
+    return guards
+
+
+def _depot_tokens(text: str) -> list[str]:
+    if "@aq.depot." not in text:
+        return []
+    try:
+        return [call.text for call in find_calls(text) if call.name.startswith("depot.")]
+    except CallSyntaxError:
+        return [text]  # unreadable: the whole text stands for it
+
+
 _DEPOT_READ = re.compile(r"@aq\.depot\.get\(\s*['\"]([^'\"]+)['\"]")
+_ENV_DEFAULT = re.compile(r"@aq\.env\(\s*['\"]([^'\"]+)['\"]\s*,\s*([^)]*)\)")
 _ENV_NAMES = (
     re.compile(r"@aq\.(env|secret)\(\s*['\"]([^'\"]+)['\"]"),
     re.compile(r"\b(env) ([A-Za-z_][A-Za-z0-9_]*)\b"),
@@ -158,6 +245,9 @@ def _environment_names(manifest: Manifest) -> set[str]:
     names: set[str] = set()
     for provenance in manifest.provenance.values():
         detail = provenance.detail or ""
+        # The default counts as much as the name: where the variable is unset (another
+        # machine, a scheduler) the default decides where the Blueprint reads and writes.
+        names |= {f"{name} (default {default.strip()})" for name, default in _ENV_DEFAULT.findall(detail)}
         if provenance.source in ("env", "secret") and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", detail):
             names.add(detail)  # a value from one `${NAME}`: the detail is the bare name
         names |= {name for _, name in _ENV_NAMES[0].findall(detail)}
@@ -167,6 +257,7 @@ def _environment_names(manifest: Manifest) -> set[str]:
     for value in values:  # secret tokens stay tokens in the Manifest
         for _, text in _strings(value, ""):
             names |= {name for _, name in _ENV_NAMES[0].findall(text)}
+            names |= {f"{name} (default {default.strip()})" for name, default in _ENV_DEFAULT.findall(text)}
     return {f"env:{name}" for name in names}
 
 
@@ -189,6 +280,11 @@ def _module_effect(effect: Effect, module: CompiledModule, base: str, checkpoint
     for _, text in _strings(spec.model_dump(by_alias=True), ""):
         for depot_key in _DEPOT_READ.findall(text):
             effect.reads[Target("depot", depot_key)] = f"{where} @aq.depot.get('{depot_key}')"
+        # The value (or the default) is pasted into the text as it is when the run starts, so
+        # the SQL checker only ever sees a placeholder: each use, with its default, is a read
+        # of its own; a patch may neither move one into another module nor change a default.
+        for token in _depot_tokens(text):
+            effect.reads[Target("depot use", f"{module.id}: {token}")] = f"{where} {token}"
     if (checkpoint_all or spec.checkpoint) and module.type not in ("Egress", "Probe"):
         effect.writes[Target("checkpoint", module.id)] = f"{where} checkpoint"
     if module.type in ("Ingress", "Egress"):
@@ -201,23 +297,40 @@ def _module_effect(effect: Effect, module: CompiledModule, base: str, checkpoint
             effect.code[Target("code", f"data source format {fmt}")] = f"{where} config.format"
         if config.path:
             for path in _expanded(config.path):
-                sink[Target("path", _norm(path, base))] = f"{where} config.path"
+                for location, note in _locations(path, base):
+                    sink[Target("path", location)] = f"{where} config.path{note}"
         if config.table:
             sink[Target("table", config.table.strip().lower())] = f"{where} config.table"
+        if fmt and fmt not in _FILE_FORMATS:
+            # A JDBC URL, a Kafka topic, a driver, a statement run on connect: for a non-file
+            # source every option but a few tuning knobs says what is read or written where.
+            identity = {str(k).strip().lower(): v for k, v in (config.options or {}).items()
+                        if str(k).strip().lower() not in _TUNING_OPTIONS}  # fmt: skip
+            sink[Target(fmt if fmt in _KNOWN_FORMATS else "source", _canonical(identity))] = f"{where} config.options"
         for key, value in _strings(config.options, "options"):
-            leaf = key.split(".", 1)[-1].lower()
+            leaf = key.split(".", 1)[-1].strip().lower()
+            if leaf in _CODE_OPTIONS:
+                effect.code[Target("code", f"{leaf} {value.strip()}")] = f"{where} config.{key}"
+                continue
             if re.fullmatch(r"\s*(true|false|-?\d+(\.\d+)?)\s*", value, re.I):
                 continue  # a flag or a count (ignoreCorruptFiles, maxFilesPerTrigger), not a place
             if any(word in leaf for word in _WRITTEN_OPTION_WORDS):
                 for path in _paths_of(value):
-                    effect.writes[Target("path", _norm(path, base))] = f"{where} config.{key}"
+                    for location, note in _locations(path, base):
+                        effect.writes[Target("path", location)] = f"{where} config.{key}{note}"
             elif any(word in leaf for word in _PATH_OPTION_WORDS):
                 for path in _paths_of(value):
-                    sink[Target("path", _norm(path, base))] = f"{where} config.{key}"
+                    for location, note in _locations(path, base):
+                        sink[Target("path", location)] = f"{where} config.{key}{note}"
             elif any(word in leaf for word in _ADDRESS_OPTION_WORDS):
                 kind = "jdbc" if value.strip().lower().startswith("jdbc:") or fmt == "jdbc" else "url"
                 sink[Target(kind, f"{leaf}={value.strip()}")] = f"{where} config.{key}"
         if module.type == "Egress":
+            # Every output counts, also one that names no place (console, noop, memory print
+            # or drop the rows): a new Egress is a new write target, a removed one a lost output.
+            state = "" if _enabled(module) else ", disabled"
+            effect.outputs[Target("output", f"module '{module.id}' ({fmt or 'parquet'}{state})")] = where
+            effect.write_modes[module.id] = _write_mode(config)
             if config.register_as_table:
                 effect.writes[Target("catalog", config.register_as_table.strip().lower())] = f"{where} config.register_as_table"
             if fmt == "depot":
@@ -226,6 +339,18 @@ def _module_effect(effect: Effect, module: CompiledModule, base: str, checkpoint
                 value = (config.options or {}).get(rule_key)
                 if isinstance(value, str) and fmt not in ("jdbc",):
                     effect.writes[Target("url", value)] = f"{where} config.options.{rule_key}"
+    if spec.on_failure:
+        effect.on_failure[module.id] = dict(spec.on_failure)
+    data = config.model_dump(by_alias=True)
+    for key in _AMOUNT_BOUNDS.get(module.type, {}):
+        if data.get(key) is not None:
+            effect.amounts[f"{where} config.{key}"] = data[key]
+    if module.type == "Probe":
+        for index, signal in enumerate(config.signals):
+            if signal.n is not None:
+                effect.amounts[f"{where} config.signals[{index}].n"] = signal.n
+    if module.type == "Assert" and _enabled(module):
+        effect.checks[module.id] = [rule.model_dump(exclude_none=True) for rule in config.rules]
     if module.type == "Assert":
         for index, rule in enumerate(config.rules):
             if rule.fn:
@@ -248,6 +373,59 @@ _KNOWN_FORMATS = frozenset(
     {"csv", "json", "parquet", "orc", "avro", "text", "delta", "jdbc", "xml", "binaryfile",
      "depot", "iceberg", "hudi", "kafka", "console", "noop", "memory", "libsvm", "image", "table"}
 )  # fmt: skip
+
+#: Formats that read and write files at `path`; any other names a service (jdbc, kafka...).
+_FILE_FORMATS = frozenset(
+    {"csv", "json", "parquet", "orc", "avro", "text", "delta", "xml", "binaryfile", "iceberg",
+     "hudi", "libsvm", "image", "depot"}
+)  # fmt: skip
+
+#: Options of a non-file source that tune how it reads, never what or where.
+_TUNING_OPTIONS = frozenset(
+    {"fetchsize", "batchsize", "numpartitions", "partitioncolumn", "lowerbound", "upperbound",
+     "querytimeout", "pushdownpredicate", "pushdownaggregate", "pushdownlimit",
+     "pushdownoffset", "pushdowntablesample", "maxoffsetspertrigger", "mininputpartitions"}
+)  # fmt: skip
+
+#: Options that name a class or a library to load (a JDBC driver, a codec, a plugin).
+_CODE_OPTIONS = frozenset(
+    {"driver", "class", "classname", "driverclass", "plugin", "jar", "jars", "codecclass",
+     "connectionprovider", "kafka.sasl.login.callback.handler.class", "serializer",
+     "deserializer", "key.serializer", "value.serializer", "partitioner.class"}
+)  # fmt: skip
+
+#: Egress keys that decide how rows replace, merge into or delete what is there.
+_WRITE_MODE_KEYS = ("format", "mode", "merge_key", "replace_where", "partition_by",
+                    "overwrite_schema", "maintenance", "key", "value", "value_expr",
+                    "watermark_key")  # fmt: skip
+
+
+#: Writer options that shape the files' text, never what is replaced or kept (lower case).
+#: `mergeSchema` adds columns (the delta_schema_changed rule's fix); `overwriteSchema`,
+#: `replaceWhere`, `partitionOverwriteMode`, `txnAppId`... change what survives: a person.
+_HARMLESS_WRITE_OPTIONS = frozenset(
+    {"mergeschema", "compression", "codec", "header", "sep", "delimiter", "quote", "escape",
+     "quoteall", "escapequotes", "encoding", "charset", "nullvalue", "emptyvalue", "dateformat",
+     "timestampformat", "timestampntzformat", "linesep", "ignoreleadingwhitespace",
+     "ignoretrailingwhitespace", "maxrecordsperfile", "usermetadata"}
+)  # fmt: skip
+
+
+def _write_mode(config: Any) -> str:
+    data = config.model_dump(by_alias=True, exclude_none=True)
+    mode = {key: data.get(key) for key in _WRITE_MODE_KEYS if data.get(key) is not None}
+    options = {str(k).strip().lower(): v for k, v in (config.options or {}).items()
+               if str(k).strip().lower() not in _HARMLESS_WRITE_OPTIONS}  # fmt: skip
+    if options:
+        mode["options"] = options
+    return _canonical(mode)
+
+
+def _canonical(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
 
 #: Reader/writer option names (lower case, by substring) that name a location.
 _WRITTEN_OPTION_WORDS = ("checkpoint", "badrecord", "archive", "output", "staging", "tempdir")
@@ -301,6 +479,75 @@ def _expanded(path: str) -> list[str]:
         for choice in inner.split(","):
             pending.append(current[:start] + choice + current[end + 1 :])
     return results
+
+
+_GLOB = re.compile(r"[*?\[]")
+#: Files looked at under one local folder when checking where its symlinks lead.
+_MAX_WALK = 5000
+_MAX_PATH = 4096
+
+
+#: Marks a location reached through a link under a folder (it never widens what may be read).
+_VIA_LINK = " (through a symlink under it)"
+
+
+def _locations(path: str, base: str) -> list[tuple[str, str]]:
+    """Every normalized location `path` can reach on this machine.
+
+    Also its percent-decoded form (Hadoop and URL handling may decode `%2e%2e`), what a glob
+    matches now (`data/*/x` can match a symlink leading out), and where each symlink under a
+    local folder leads (Spark lists a folder and follows links). A folder too large to look
+    through gives a marker under no folder, so a new one is refused.
+    """
+    from urllib.parse import unquote
+
+    variants = [path]
+    decoded = unquote(path)
+    if decoded != path:
+        variants.append(decoded)
+    found: list[tuple[str, str]] = []
+    for variant in variants:
+        if "\x00" in variant or len(variant) > _MAX_PATH:
+            found.append((f"unjudgeable path (a NUL character or over {_MAX_PATH} characters): {variant[:200]!r}", ""))
+            continue
+        location = _norm(variant, base)
+        found.append((location, ""))
+        if "://" in location or location.startswith("unexpandable"):
+            continue
+        matches = _glob_matches(location) if _GLOB.search(location) else [location]
+        for match in matches:
+            resolved, *links = _links_under(match)
+            found.append((resolved, ""))
+            found.extend((link, _VIA_LINK) for link in links)
+    return list(dict.fromkeys(found))
+
+
+def _glob_matches(pattern: str) -> list[str]:
+    import glob
+
+    matches = []
+    for index, match in enumerate(glob.iglob(pattern, include_hidden=True)):
+        if index >= _MAX_WALK:
+            return [*matches, f"unexpandable glob (more than {_MAX_WALK} matches): {pattern}"]
+        matches.append(match)
+    return matches
+
+
+def _links_under(path: str) -> list[str]:
+    """`path` resolved, and where every symlink under it (a folder) leads."""
+    found = [os.path.realpath(path)]
+    if not os.path.isdir(path):
+        return found
+    seen = 0
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in dirs + files:
+            seen += 1
+            if seen > _MAX_WALK:
+                return [*found, f"unexpandable folder (more than {_MAX_WALK} entries to check for links): {path}"]
+            entry = os.path.join(folder, name)
+            if os.path.islink(entry):
+                found.append(os.path.realpath(entry))
+    return found
 
 
 def _strings(value: Any, prefix: str) -> Iterable[tuple[str, str]]:
@@ -410,7 +657,9 @@ def _sql_values(module: CompiledModule) -> Iterable[SqlValue]:
             yield from exprs(key, data.get(key))
         op = config.op
         if op == "select" or isinstance(config.columns, list):
-            yield from exprs("columns", config.columns if not isinstance(config.columns, dict) else None)
+            # op: select runs `selectExpr` on the names of a mapping as well: each is SQL.
+            columns = list(config.columns) if isinstance(config.columns, dict) else config.columns
+            yield from exprs("columns", columns)
             yield from exprs("cols", config.cols)
         if op in ("sort",):
             yield from exprs("order_by", config.order_by, strip_sort=True)
@@ -456,8 +705,11 @@ def judge_effect(before: Effect, after: Effect, policy: EffectPolicy | None = No
         return [
             f"the patch makes the Blueprint read environment variable or secret "
             f"'{name.split(':', 1)[1]}', which it did not use before; a patch may not add one"
+            if "(default " not in name else
+            f"the patch changes an @aq.env default to {name.split(':', 1)[1]}; where the variable "
+            "is unset the Blueprint would read and write elsewhere: a patch may not change one"
             for name in new_env
-        ]
+        ]  # fmt: skip
     problems: list[str] = []
     for target, where in after.writes.items():
         if target not in before.writes:
@@ -465,7 +717,13 @@ def judge_effect(before: Effect, after: Effect, policy: EffectPolicy | None = No
                 f"{where}: writes to a new {target.kind} '{target.value}'; a patch may not add a "
                 f"write target (the Blueprint writes to: {_listing(before.writes)})"
             )
-    read_folders = [os.path.dirname(t.value) if t.value != "/" else "/" for t in before.reads if t.kind == "path"]
+    # The folder a read reads from: a folder read is that folder, a file read the file's folder.
+    # Locations found through links under a folder never widen it (a link to /etc/passwd in
+    # the data folder must not make all of /etc readable).
+    read_folders = [
+        t.value if t.value == "/" or os.path.isdir(t.value) else os.path.dirname(t.value)
+        for t, where in before.reads.items() if t.kind == "path" and not where.endswith(_VIA_LINK)
+    ]  # fmt: skip
     for target, where in after.reads.items():
         if target in before.reads:
             continue
@@ -494,6 +752,174 @@ def judge_effect(before: Effect, after: Effect, policy: EffectPolicy | None = No
                             "code locations (UDFs, classes, hooks, plugins): a person must")  # fmt: skip
     problems += _engine_problems(before.engine_conf, after.engine_conf, policy.engine_ceilings)
     problems += _sql_problems(before, after)
+    problems += _output_problems(before, after)
+    problems += _check_problems(before, after)
+    problems += _failure_problems(before, after)
+    problems += _amount_problems(before, after)
+    return problems
+
+
+# --------------------------------------------------------------------------- outputs and checks
+
+
+def _output_problems(before: Effect, after: Effect) -> list[str]:
+    """No output lost, none written in a new way (a new mode, merge key or schema handling)."""
+    problems = []
+    for target, where in after.outputs.items():
+        if target not in before.outputs:
+            problems.append(f"{where}: adds the output {target.value}; a patch may not add a write target "
+                            f"(the Blueprint's outputs: {_listing(before.outputs)})")  # fmt: skip
+    for target, where in {**before.writes, **before.outputs}.items():
+        if target not in after.writes and target not in after.outputs and target.kind != "checkpoint":
+            problems.append(f"{where}: the patch removes the write target {target.kind} '{target.value}'; "
+                            "a patch may not remove or move an output: a person must")  # fmt: skip
+    for module_id, mode in after.write_modes.items():
+        old = before.write_modes.get(module_id)
+        if old is not None and old != mode:
+            problems.append(f"module '{module_id}': the patch changes how it writes ({old} -> {mode}); a "
+                            "patch may not change an Egress's format, mode, keys, replace_where, "
+                            "partitioning, schema overwrite or maintenance: a person must")  # fmt: skip
+    return problems
+
+
+#: on_fail actions from the strictest (stops the run) to the weakest.
+_ACTION_RANK = {"abort": 4, "quarantine": 3, "trigger_agent": 3, "webhook": 1, "warn": 1}
+#: Rule fields where a larger value lets more data through, and where a smaller one does.
+_LOOSER_WHEN_LARGER = ("max", "max_age_hours", "fraction")
+_LOOSER_WHEN_SMALLER = ("min", "min_pass_rate")
+
+
+def _check_problems(before: Effect, after: Effect) -> list[str]:
+    """Quality checks may be fixed (a renamed column), never removed, loosened or bypassed."""
+    problems = []
+    for module_id, rules in before.checks.items():
+        new_rules = after.checks.get(module_id)
+        if new_rules is None:
+            problems.append(f"module '{module_id}': the patch removes (or disables) the Assert; a patch "
+                            "may not remove a quality check: a person must")  # fmt: skip
+            continue
+        if len(new_rules) < len(rules):
+            problems.append(f"module '{module_id}': the patch removes {len(rules) - len(new_rules)} of its "
+                            "rules; a patch may not remove a quality check: a person must")  # fmt: skip
+            continue
+        for index, (old, new) in enumerate(zip(rules, new_rules, strict=False)):
+            problem = _looser_rule(old, new)
+            if problem:
+                problems.append(f"module '{module_id}' rules[{index}]: {problem}; a patch may not loosen a "
+                                "quality check: a person must")  # fmt: skip
+    for egress, guards in before.guards.items():
+        if egress not in after.guards:
+            continue
+        bypassed = sorted((guards & set(after.checks)) - after.guards[egress])
+        if bypassed:
+            problems.append(f"module '{egress}': after the patch, data reaches it without passing the "
+                            f"Assert {', '.join(repr(b) for b in bypassed)}; a patch may not route data "
+                            "around a quality check")  # fmt: skip
+    return problems
+
+
+def _looser_rule(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    if old.get("type") != new.get("type"):
+        return f"its type changes from {old.get('type')} to {new.get('type')}"
+    old_action, new_action = _action(old.get("on_fail")), _action(new.get("on_fail"))
+    if _ACTION_RANK.get(new_action, 0) < _ACTION_RANK.get(old_action, 0):
+        return f"its on_fail changes from {old_action} to {new_action}"
+    for key in _LOOSER_WHEN_LARGER + _LOOSER_WHEN_SMALLER:
+        if old.get(key) == new.get(key):
+            continue
+        if new.get(key) is None or old.get(key) is None:
+            return f"its `{key}` changes from {old.get(key)} to {new.get(key)}"
+        larger = _number(new[key]) > _number(old[key])
+        if larger == (key in _LOOSER_WHEN_LARGER):
+            return f"its `{key}` loosens from {old[key]} to {new[key]}"
+    expr = new.get("expr")
+    if isinstance(expr, str) and expr != old.get("expr") and not _reads_a_column(expr):
+        return f"its expression `{expr}` reads no column (it checks nothing)"
+    if old.get("column") and not new.get("column"):
+        return "its `column` is dropped"
+    return None
+
+
+def _action(on_fail: Any) -> str:
+    if isinstance(on_fail, Mapping):
+        return str(on_fail.get("action") or "abort")
+    return str(on_fail or "abort")
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return number
+
+
+def _reads_a_column(expr: str) -> bool:
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(f"SELECT ({expr})", read="spark")
+        if tree is not None:
+            # `MIN(amount) > 0 OR TRUE` reads a column and still checks nothing.
+            from sqlglot.optimizer.simplify import simplify
+
+            tree = simplify(tree)
+    except Exception:  # noqa: BLE001 - the SQL policy names a parse error; here: not a check
+        return False
+    return tree is not None and any(True for _ in tree.find_all(exp.Column))
+
+
+#: Counts and durations a module asks the engine for, with the range a patch may write
+#: (`num_partitions: 1000000000` or a Regulator waiting a year stalls the sandbox and the run).
+_AMOUNT_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    "Channel": {"num": (1, 10_000), "num_partitions": (1, 10_000)},
+    "Egress": {"coalesce": (1, 10_000), "repartition": (1, 10_000)},
+    "Regulator": {"timeout_seconds": (0, 86_400), "poll_seconds": (0.1, 3_600)},
+}
+_SIGNAL_SAMPLE_BOUNDS = (1, 1_000_000)
+
+
+def _amount_problems(before: Effect, after: Effect) -> list[str]:
+    problems = []
+    for where, value in after.amounts.items():
+        if before.amounts.get(where) == value or isinstance(value, bool):
+            continue
+        key = where.rsplit(".", 1)[-1]
+        low, high = _SIGNAL_SAMPLE_BOUNDS if key == "n" else next(
+            (bounds[key] for bounds in _AMOUNT_BOUNDS.values() if key in bounds), (0, math.inf))  # fmt: skip
+        if not low <= _number(value) <= high:
+            problems.append(f"{where} = {value!r} is outside {low}..{high}; a patch may only set it within these bounds")
+    return problems
+
+
+#: Bounds on retry settings a patch may write (a retry storm is a denial of service).
+_RETRY_BOUNDS = {"max_attempts": (1, 10), "base_seconds": (0, 3600), "max_seconds": (0, 86400),
+                 "deadline_seconds": (1, 86400)}  # fmt: skip
+
+
+def _failure_problems(before: Effect, after: Effect) -> list[str]:
+    """`on_failure:` holds retry fields only; retry values within bounds."""
+    problems = []
+    for module_id, block in after.on_failure.items():
+        if before.on_failure.get(module_id) == block:
+            continue
+        others = sorted(str(k) for k in block if k not in _RETRY_FIELDS)
+        if others:
+            problems.append(f"module '{module_id}' on_failure: keys {', '.join(others)} are not retry "
+                            f"settings; a patch may set only {', '.join(sorted(_RETRY_FIELDS))}")  # fmt: skip
+    for where, values in after.retry.items():
+        if before.retry.get(where) == values:
+            continue
+        flat = {**values, **(values.get("backoff") or {})} if isinstance(values.get("backoff"), Mapping) else dict(values)
+        for key, (low, high) in _RETRY_BOUNDS.items():
+            value = flat.get(key)
+            if value is None:
+                continue
+            number = _number(value)
+            if isinstance(value, bool) or not (low <= number <= high) or number != int(number):
+                problems.append(f"{where}: {key} = {value!r} is outside {low}..{high}; a patch may "
+                                "only set retry values within these bounds")  # fmt: skip
     return problems
 
 
@@ -523,8 +949,10 @@ def _bounded(key: str, value: Any, ceiling: Any) -> str | None:
     amount = _size(value)
     if limit is None:
         return f"engine config '{key}': the ceiling {ceiling!r} in aqueduct.yml is not a number or size"
-    if amount is None:
+    if amount is None or not math.isfinite(amount):
         return f"engine config '{key}' = {value!r}: not a number or size (e.g. 200, 4g)"
+    if key in _COUNT_KEYS and not (isinstance(value, int) or re.fullmatch(r"\s*-?\d+\s*", str(value))):
+        return f"engine config '{key}' = {value!r}: must be a whole number"
     if amount == -1 and key == "spark.sql.autoBroadcastJoinThreshold":
         return None  # -1 switches broadcasting off
     if amount <= 0 or amount > limit:
@@ -537,8 +965,13 @@ def _size(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
     text = str(value).strip()
+    if len(text) > 64:
+        return None
     if re.fullmatch(r"-?\d+", text):
         return float(text)
     match = _SIZE.match(text)

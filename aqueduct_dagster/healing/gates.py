@@ -245,8 +245,44 @@ class CompileGate(Gate):
         except PatchError as error:
             return self.reject(f"the patch does not apply: {error.message}")
         except AqueductError as error:
+            foreign = _foreign_file(error, candidate)
+            if foreign is not None:
+                # An Arcade `ref` moved by a context value or a macro made the compiler read a
+                # file the Blueprint never used; its error would quote that file's content.
+                return self.reject(f"the patched blueprint would load the file {foreign}, which the "
+                                   "Blueprint does not use; a patch may not change which Blueprint "
+                                   "files (Arcades) load: a person must")  # fmt: skip
             return self.reject(f"the patched blueprint does not compile: {error}")
         return self.ok()
+
+
+def _foreign_file(error: AqueductError, candidate: Candidate) -> str | None:
+    """The file an error comes from when the unpatched Blueprint does not load it, else None."""
+    import os
+
+    location = getattr(error, "location", None)
+    where = getattr(location, "file", None)
+    if not where:
+        return None
+    known = {os.path.realpath(candidate.root_path)}
+    if candidate.target is not None:
+        known.add(os.path.realpath(candidate.target.path))
+    known |= _blueprint_files(candidate)
+    resolved = os.path.realpath(where if os.path.isabs(where) else candidate.root_path.parent / where)
+    return None if resolved in known else resolved
+
+
+def _blueprint_files(candidate: Candidate) -> set[str]:
+    """Every file the unpatched Blueprint compiles from (the root and its Arcades)."""
+    import os
+
+    from aqueduct_dagster.blueprint import compile_text
+
+    try:
+        base = compile_text(candidate.blueprint_text, source_path=candidate.root_path)
+    except AqueductError:
+        return set()
+    return {os.path.realpath(m.location.file) for m in base.modules.values() if m.location and m.location.file}
 
 
 class EffectGate(Gate):

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -28,6 +28,19 @@ class Op(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _dotted_key(value: str) -> str:
+    """A dot-notation key: non-empty parts without surrounding blanks or control characters
+    (`a..b`, ` path`, `path\n` would name a key no reviewer sees)."""
+    parts = value.split(".")
+    for part in parts:
+        if not part or part != part.strip() or any(ord(ch) < 32 or ch == "\x7f" for ch in part):
+            raise ValueError(f"key '{value}' has an empty part, blanks around a part or a control "
+                             "character; write e.g. 'options.header'")  # fmt: skip
+    if len(parts) > 8:
+        raise ValueError(f"key '{value}' is nested more than 8 levels deep")
+    return value
+
+
 class SetModuleConfigKey(Op):
     """Set one (dot-notation) key inside a module's config; prefer this for one-field fixes."""
 
@@ -35,6 +48,11 @@ class SetModuleConfigKey(Op):
     module_id: str
     key: str = Field(description="Dot-notation config key, e.g. 'query' or 'options.header'")
     value: Any
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_dotted(cls, value: str) -> str:
+        return _dotted_key(value)
 
 
 class ReplaceModuleConfig(Op):
@@ -81,6 +99,11 @@ class ReplaceContextValue(Op):
     op: Literal["replace_context_value"]
     key: str = Field(description="Dot-notation context key, e.g. 'paths.input'")
     value: Any
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_dotted(cls, value: str) -> str:
+        return _dotted_key(value)
 
 
 class ReplaceMacro(Op):
@@ -156,6 +179,15 @@ class PatchSpec(BaseModel):
     operations: list[Operation] = Field(min_length=1, validation_alias=AliasChoices("operations", "ops"))
     misc: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("patch_id")
+    @classmethod
+    def _patch_id_is_a_file_name(cls, value: str) -> str:
+        # The id becomes a file name under patches/ (pending, applied, PR descriptions).
+        if not _PATCH_ID.fullmatch(value) or ".." in value:
+            raise ValueError(f"patch_id {value[:80]!r} must be 1-200 letters, digits, '_', '-' or '.' "
+                             "(no '..', no '/'): it names the patch's file")  # fmt: skip
+        return value
+
     @property
     def deferred(self) -> DeferToHuman | None:
         return next((op for op in self.operations if isinstance(op, DeferToHuman)), None)
@@ -168,6 +200,9 @@ class PatchSpec(BaseModel):
             if module_id and module_id not in ids:
                 ids.append(module_id)
         return ids
+
+
+_PATCH_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 
 
 def new_patch_id(slug: str) -> str:

@@ -24,6 +24,7 @@ from typing import Literal
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 DIALECT = "spark"
 
@@ -242,6 +243,7 @@ def sql_problem(
     try:
         tree = _parse(sql, kind)
         _check_tree(tree, {t.lower() for t in tables}, {u.lower() for u in udfs}, max_depth, max_nodes)
+        _check_called_names(sql, {u.lower() for u in udfs})
     except _Refused as refusal:
         return str(refusal)
     except RecursionError:
@@ -327,6 +329,39 @@ def _check_node(node: exp.Expression, readable: set[str], udfs: set[str]) -> Non
         _check_table(node, readable)
     elif isinstance(node, exp.Func):
         _check_function(node, udfs)
+        _check_size(node)
+
+
+#: Functions whose arguments say how many rows, elements or characters to make: a patch
+#: could ask the sandbox (and the run) for billions (`range(1e12)`, `repeat('x', 2e9)`).
+_SIZE_FUNCTIONS = frozenset(
+    {"range", "sequence", "generateseries", "generatedateseries", "repeat", "array_repeat",
+     "arrayrepeat", "space", "lpad", "rpad", "pad", "randstr", "make_interval", "stack"}
+)  # fmt: skip
+#: The largest count a literal argument of those functions may give.
+MAX_GENERATED = 100_000
+
+
+def _check_size(node: exp.Func) -> None:
+    names = {node.key.lower(), str(node.name).lower() if isinstance(node, exp.Anonymous) else ""}
+    if not names & _SIZE_FUNCTIONS:
+        return
+    name = sorted(names & _SIZE_FUNCTIONS)[0]
+    for argument in _children(node):
+        for inner in argument.walk():
+            if isinstance(inner, (exp.Mul, exp.Pow, exp.BitwiseLeftShift)) or (
+                isinstance(inner, exp.Anonymous) and str(inner.name).lower() in ("pow", "power", "shiftleft")
+            ):
+                raise _Refused(f"function {name}() with a computed size ({inner.sql(dialect=DIALECT)[:80]}): "
+                               f"give a literal count of at most {MAX_GENERATED:,}")  # fmt: skip
+            if isinstance(inner, exp.Literal) and not inner.is_string:
+                try:
+                    amount = abs(float(inner.this))
+                except ValueError:
+                    continue
+                if amount > MAX_GENERATED:
+                    raise _Refused(f"function {name}() asks for {inner.this} rows/elements/characters: "
+                                   f"at most {MAX_GENERATED:,}")  # fmt: skip
 
 
 def _check_table(table: exp.Table, readable: set[str]) -> None:
@@ -375,6 +410,47 @@ def _check_function(node: exp.Func, udfs: set[str]) -> None:
         return
     raise _Refused(f"function {type(node).sql_names()[0].lower()}() is not on the allowlist of "
                    "side-effect-free Spark functions")  # fmt: skip
+
+
+#: Words that stand before "(" as syntax, not as a function call.
+_SYNTAX_WORDS = frozenset(
+    """
+    in exists values over using on and or not where having when then else select from join by
+    filter within interval decimal dec numeric varchar char character array map struct
+    tablesample lateral case distinct all any some union intersect except is between limit
+    offset rows range window pivot unpivot for as cluster partition group order sort
+    distribute row cube rollup sets like ilike rlike escape nulls outer with
+    """.split()
+)  # fmt: skip
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_called_names(sql: str, udfs: set[str]) -> None:
+    """Every name called as written is an allowed built-in or a registered UDF.
+
+    sqlglot reads some names of other dialects into its typed nodes (`array_sum(...)`,
+    `format(...)`); Spark has no such built-in and looks the name up as a session or catalog
+    function instead, which can be any class. So the name as written must be allowed, not
+    only the node sqlglot made of it.
+    """
+    tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
+    for index, token in enumerate(tokens[:-1]):
+        if tokens[index + 1].token_type != TokenType.L_PAREN:
+            continue
+        name = token.text.lower()
+        if token.token_type != TokenType.IDENTIFIER and not _WORD.fullmatch(token.text):
+            continue  # punctuation, a string, a multi-word keyword (`GROUP BY (`)
+        previous = tokens[index - 1].token_type if index else None
+        if name in _SYNTAX_WORDS and token.token_type != TokenType.IDENTIFIER:
+            continue
+        if previous in (TokenType.ALIAS, TokenType.WITH):
+            continue  # `AS t(a, b)`, `WITH c(a) AS`: column names, not a call
+        if name in ALLOWED_FUNCTIONS or name in udfs or name in REFLECTION_FUNCTIONS:
+            continue  # reflection was refused on the tree, with its own message
+        raise _Refused(f"function {name}() is not a Spark built-in on the allowlist of side-effect-free "
+                       f"functions{' or a registered UDF' if udfs else ''}: Spark would look it up as a "
+                       "session or catalog function; use a built-in (string, math, date, aggregate, "
+                       "window, array/map/struct, json) or register a UDF in udf_registry")  # fmt: skip
 
 
 def _node_name(node: exp.Expression) -> str:
