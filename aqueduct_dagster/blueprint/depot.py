@@ -22,6 +22,9 @@ FIRST_RUN_WATERMARK = "1900-01-01 00:00:00"
 WATERMARK_TOKEN = "${ctx._watermark}"
 _RUNTIME_CONTEXT = re.compile(r"\$\{ctx\.(_[^{}]*)\}")
 
+#: What a Depot value may not contain to be pasted into SQL or a path as text.
+_UNSAFE_TEXT = re.compile(r"['\"`\\;\r\n]|--|/\*")
+
 #: key -> committed value, or None when the Depot has none.
 Lookup = Callable[[str], "str | None"]
 
@@ -93,6 +96,18 @@ def _depot_value(call: FunctionCall, module: CompiledModule, lookup: Lookup) -> 
     key = call.args[0]
     value = lookup(key)
     if value is not None:
+        if _UNSAFE_TEXT.search(value):
+            # Depot values often come from data (the Egress wrote a max or a file name), and
+            # `@aq.depot.get` pastes its value into SQL and paths as text: a quote or a comment
+            # in it would rewrite the query. Refused, never escaped: we cannot tell the context.
+            raise BlueprintError(
+                f"the Depot value of '{key}' contains a quote, backslash, semicolon, comment or "
+                "line break, and @aq.depot.get pastes it into the module's text as it is",
+                location=_where(module),
+                module_id=module.id,
+                hint="store plain values (dates, numbers, names) in the Depot, or read this one "
+                "with ${ctx._watermark}, which is bound as an escaped SQL literal",
+            )
         return value
     if len(call.args) > 1:
         return call.args[1]

@@ -10,6 +10,7 @@ from aqueduct_dagster.blueprint.depot import (
     uses_depot,
     watermark_key,
 )
+from aqueduct_dagster.errors import BlueprintError
 
 HEAD = """
 aqueduct: "1.0"
@@ -101,6 +102,15 @@ def test_committed_values_are_bound_as_sql_literals(compile_yaml):
 
     quoted = bind_depot(manifest, {watermark_key("inc"): "it's"}.get)
     assert "CAST('it\\'s' AS TIMESTAMP)" in quoted.module("inc").sql
+
+
+@pytest.mark.parametrize("value", ["x' OR '1'='1", "x\\", "x; DROP", "x -- c", "x /* c", "a\nb", 'x"', "x`"])
+def test_a_depot_value_that_would_rewrite_the_query_is_refused(compile_yaml, value):
+    """`@aq.depot.get` pastes text; a value from the data must not break out of its quotes."""
+    manifest = compile_yaml(INCREMENTAL)
+    with pytest.raises(BlueprintError) as raised:
+        bind_depot(manifest, {"k": value}.get)
+    assert raised.value.module_id == "inc" and "Depot value of 'k'" in str(raised.value)
 
 
 def test_a_blueprint_without_depot_use_is_returned_as_is(compile_yaml):
