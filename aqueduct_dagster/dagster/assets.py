@@ -238,7 +238,18 @@ def run_module_step(
     if module.type == "Assert" and result.assertion is not None:
         yield _check_result(target, module, result.assertion)
     for check in asserts:
-        yield _check_result(target, check, evaluate_assert(spark, bound.module(check.id), frame))
+        checked = bound.module(check.id)
+        try:
+            outcome = evaluate_assert(spark, checked, frame)
+        except ModuleFailed as failure:
+            # The check's aggregate is the first action on the guarded frame: a lazy fault of
+            # an upstream plan (a CAST, a division) raises here. Recorded exactly as a step's
+            # failure is, under the Assert's id (where it surfaced), so the heal job finds it.
+            record("failure", detail={"condition": failure.error.condition, "signature": failure.error.signature(),
+                                      "check": check.id})  # fmt: skip
+            aliases = [edge.alias for edge in checked.inputs] or [module.id]
+            raise _redacted_failure(redactor, checked, failure, {aliases[0]: frame}) from None
+        yield _check_result(target, check, outcome)
 
 
 #: One Redactor per (run, Blueprint): the steps of a run in one process share it.

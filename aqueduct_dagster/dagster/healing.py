@@ -171,12 +171,16 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     config_file = _config()
     manifest = compile_blueprint(blueprint_path)
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=failed_run.job_name), limit=5)
+    fault = _blame(manifest, error["module_id"], spark_error, config_file, context.log)
     package = build_failure_package(
         manifest=manifest,
         blueprint_text=Path(blueprint_path).read_text(encoding="utf-8"),
-        failed_module=error["module_id"],
+        failed_module=fault.module_id,
+        surfaced_in=fault.surfaced_in,
+        fault=fault.to_dict(),
         error=spark_error,
-        input_schemas=error.get("input_schemas"),
+        # The recorded schemas are those of the surfacing module's inputs.
+        input_schemas=fault.input_schemas if fault.moved else error.get("input_schemas"),
         run_id=config.run_id,
         trigger=trigger,
         failed_rules=failed_rules,
@@ -219,6 +223,45 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
          "summary": dg.MetadataValue.json(summary)}  # fmt: skip
     )
     return summary
+
+
+#: Input rows per Ingress for blame's replay and its evidence (the sandbox gate's sample size).
+BLAME_SAMPLE_ROWS = 1000
+
+
+def _blame(manifest: Manifest, surfaced_in: str, spark_error: dict[str, Any], config: AqueductConfig,
+           log: Any) -> Any:  # fmt: skip
+    """The module that holds the fault, decided here rather than in the failed step.
+
+    Why here: one place serves a failed step and a failed check alike (both record the same
+    structured error); the heal job has the whole Manifest and can rebuild any upstream
+    frame on sampled input in its own session, while a step only holds its direct inputs and
+    a run that nobody heals should not pay for sample replays. For runtime faults (a CAST, a
+    division) it also measures what the safe rewrite would leave of the column: the rules
+    refuse a try_cast that would turn a whole column NULL.
+    """
+    from aqueduct_dagster.healing import blame
+
+    if surfaced_in not in manifest.modules:
+        return blame.Blame(surfaced_in, surfaced_in, "surfaced", "not a module of the compiled Blueprint")
+    sessions: list[Any] = []
+
+    def session() -> Any:  # one session for the replay and the measure, started only if needed
+        if not sessions:
+            sessions.append(_spark_factory(manifest, config)())
+        return sessions[0]
+
+    try:
+        replayable = blame.bound_for_replay(manifest)
+        found = blame.blame(replayable, surfaced_in, spark_error, spark_factory=session, sample_rows=BLAME_SAMPLE_ROWS)
+        if blame.is_runtime_fault(spark_error):  # without a fragment it says so, and the rules refuse
+            spark = session() if found.fragment else None
+            found = blame.measure_safe_rewrite(spark, replayable, found, sample_rows=BLAME_SAMPLE_ROWS)
+    except Exception as error:  # noqa: BLE001 - blame only narrows the heal; the failure is still healed
+        log.warning(f"blame of the failure in '{surfaced_in}' failed ({type(error).__name__}); healing it where it surfaced")
+        return blame.Blame(surfaced_in, surfaced_in, "undecided", f"blame failed: {type(error).__name__}")
+    log.info(f"fault in '{found.module_id}' (surfaced in '{found.surfaced_in}'): {found.method}: {found.reason}")
+    return found
 
 
 def _spark_factory(manifest: Manifest, config: AqueductConfig):

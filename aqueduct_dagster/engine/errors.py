@@ -328,6 +328,9 @@ def _from_java(exc: BaseException, java: Any) -> SparkErrorInfo:
         message=(head["message"] if head else "") or str(exc).splitlines()[0],
         java_class=links[0]["java_class"] if links else None,
         chain=[link["text"] for link in links],
+        # A failed write (`o123.save`) reaches us as a raw Py4JJavaError: where the fault is
+        # written is known only from the Spark throwable's own query context.
+        query_context=(chosen or {}).get("query_context") or [],
     )
 
 
@@ -379,6 +382,7 @@ def _java_links(throwable: Any) -> list[dict[str, Any]]:
                 "sqlstate": sqlstate,
                 "parameters": parameters,
                 "text": f"{java_class}: {first_line}"[:_MAX_LINK],
+                "query_context": _java_query_context(current) if condition else [],
             }
         )
         try:
@@ -465,6 +469,23 @@ def _spark_throwable_fields(throwable: Any) -> tuple[str | None, str | None, dic
         )
     except Exception:  # noqa: BLE001 - a dead gateway must not hide the original error
         return None, None, {}
+
+
+def _java_query_context(throwable: Any) -> list[dict[str, Any]]:
+    """A SparkThrowable's query context (the SQL fragment it points at), read over Py4J."""
+    contexts: list[dict[str, Any]] = []
+    try:
+        for context in list(throwable.getQueryContext() or [])[:_MAX_CHAIN]:
+            item: dict[str, Any] = {}
+            for name in ("contextType", "objectType", "objectName", "fragment", "summary"):
+                value = _safe(getattr(context, name, None))
+                if value not in (None, ""):
+                    item[name] = str(value.toString() if hasattr(value, "toString") else value)[:_MAX_LINK]
+            if item:
+                contexts.append(item)
+    except Exception:  # noqa: BLE001 - not a SparkThrowable, or the JVM is gone
+        return []
+    return contexts
 
 
 def _python_chain(exc: BaseException) -> list[str]:

@@ -31,7 +31,8 @@ class ColumnInfo(BaseModel):
 class NeighbourModule(BaseModel):
     id: str
     type: str
-    role: Literal["failed", "upstream", "downstream"]
+    #: "surfaced": where a lazily evaluated fault raised, downstream of the failed module.
+    role: Literal["failed", "upstream", "downstream", "surfaced"]
     inputs: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -46,6 +47,8 @@ class ErrorFacts(BaseModel):
     message: str = ""
     cause_chain: list[str] = Field(default_factory=list)
     transient: bool = False
+    #: Where Spark points: the SQL fragment (`CAST(qty AS INT)`) and the line it quotes.
+    query_context: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class FailurePackage(BaseModel):
@@ -54,8 +57,15 @@ class FailurePackage(BaseModel):
     blueprint_id: str
     blueprint_path: str
     run_id: str | None = None
+    #: The module that holds the fault: what a patch edits.
     failed_module: str
     module_type: str
+    #: Where the fault surfaced (the Assert or Egress whose action ran the plan); the same as
+    #: `failed_module` unless blame moved it upstream. Empty in packages from before blame.
+    surfaced_in: str = ""
+    #: How `failed_module` was found (healing.blame.Blame.to_dict) with the sample evidence
+    #: the safe-rewrite rules check; empty when nobody blamed.
+    fault: dict[str, Any] = Field(default_factory=dict)
     error: ErrorFacts
     signature: str
     #: The failed module exactly as written (templating intact): what a patch edits.
@@ -118,6 +128,8 @@ def build_failure_package(
     blueprint_text: str,
     failed_module: str,
     error: Mapping[str, Any],
+    surfaced_in: str | None = None,
+    fault: Mapping[str, Any] | None = None,
     input_schemas: Mapping[str, Sequence[Sequence[str]]] | None = None,
     run_id: str | None = None,
     trigger: Literal["run_failure", "assert"] = "run_failure",
@@ -146,6 +158,7 @@ def build_failure_package(
         message=str(error.get("message") or ""),
         cause_chain=[str(c) for c in error.get("cause_chain") or []][:5],
         transient=bool(error.get("transient")),
+        query_context=[dict(c) for c in error.get("query_context") or []][:3],
     )
     # Data exceptions (SQLSTATE classes 22/23: bad cast input, constraint values) quote
     # *data* values: those go, in every quoting style. Syntax and analysis errors (class 42)
@@ -159,6 +172,9 @@ def build_failure_package(
     neighbours = [_neighbour(manifest, raws, failed_module, "failed")]
     neighbours += [_neighbour(manifest, raws, i.source, "upstream") for i in module.inputs]
     neighbours += [_neighbour(manifest, raws, c.id, "downstream") for c in manifest.consumers(failed_module)]
+    surfaced_in = surfaced_in or failed_module
+    if surfaced_in not in {n.id for n in neighbours}:
+        neighbours.append(_neighbour(manifest, raws, surfaced_in, "surfaced"))
 
     used_text = yaml.safe_dump([n.config for n in neighbours])
     macros = {name: body for name, body in manifest.macros.items() if name in _MACRO_USE.findall(used_text)}
@@ -178,6 +194,8 @@ def build_failure_package(
         run_id=run_id,
         failed_module=failed_module,
         module_type=module.type,
+        surfaced_in=surfaced_in,
+        fault=redactor.data(dict(fault or {})),
         error=facts,
         signature=error_signature(manifest.blueprint_id, failed_module, facts),
         module_raw=redactor.data(raws.get(failed_module, {})),

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from aqueduct_dagster.healing import sql_edit
+from aqueduct_dagster.healing import blame, sql_edit
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import PatchSpec, new_patch_id
 
@@ -39,13 +39,20 @@ ENGINE_CONFIG_ALLOWLIST = frozenset(
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A rule that recognised the failure but will not patch it: why, with the evidence."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     patch: PatchSpec | None
     rule: str | None
     reason: str
 
 
-Rule = Callable[[FailurePackage], "PatchSpec | None"]
+Rule = Callable[[FailurePackage], "PatchSpec | Refusal | None"]
 _RULES: list[tuple[str, Rule]] = []
 
 
@@ -58,11 +65,16 @@ def rule(name: str) -> Callable[[Rule], Rule]:
 
 
 def diagnose_with_rules(package: FailurePackage) -> Diagnosis:
+    refusals: list[str] = []
     for name, function in _RULES:
         patch = function(package)
-        if patch is not None:
+        if isinstance(patch, Refusal):
+            refusals.append(f"{name}: {patch.reason}")
+        elif patch is not None:
             patch.misc.setdefault("diagnoser", f"rules/{name}")
             return Diagnosis(patch=patch, rule=name, reason=patch.rationale)
+    if refusals:
+        return Diagnosis(patch=None, rule=None, reason="; ".join(refusals))
     what = package.error.condition or package.error.exception_class or "this error"
     return Diagnosis(
         patch=None,
@@ -315,32 +327,143 @@ def wrong_format(package: FailurePackage) -> PatchSpec | None:
     )  # fmt: skip
 
 
+# Lazy data faults (CAST_INVALID_INPUT, DIVIDE_BY_ZERO) are patched in the module that holds
+# them, which blame (healing/blame.py, run by the heal job) names as `failed_module`, even
+# when they surfaced downstream (`surfaced_in`). What is checked where:
+# - here, from the package alone: the failing expression (Spark's fragment) or, without one,
+#   the cast target is written in that module's SQL; a patch in another module than the
+#   surfacing one needs the fragment;
+# - in the heal job, on a sample of the real input (blame.measure_safe_rewrite): how many
+#   values the expression had and how many its try_ form keeps (`package.fault.evidence`).
+#   Here a rewrite that keeps none of them is refused, and so is one whose measure failed;
+#   a package nobody measured (built by hand) goes on to the gates.
+
+
+def _fault_evidence(package: FailurePackage) -> dict[str, Any] | None:
+    evidence = package.fault.get("evidence")
+    return evidence if isinstance(evidence, dict) else None
+
+
+def _evidence_refusal(package: FailurePackage, safe_form: str) -> Refusal | None:
+    evidence = _fault_evidence(package)
+    if evidence is None:
+        return None
+    if not evidence.get("measured"):
+        return Refusal(f"{safe_form} not proposed for '{package.failed_module}': its effect could not be "
+                       f"measured on sampled input ({evidence.get('why', 'no sample')})")  # fmt: skip
+    if blame.nulls_whole_column(evidence):
+        return Refusal(
+            f"{safe_form} would turn every value of {evidence.get('expression')!r} in '{package.failed_module}' "
+            f"into NULL: {evidence.get('had_values')} of {evidence.get('rows')} sampled rows had a value, "
+            f"{evidence.get('kept_values')} would keep one; the data changed shape, a person decides"
+        )  # fmt: skip
+    return None
+
+
+def _fragment_pattern(fragment: str) -> re.Pattern[str]:
+    """`fragment` as written in SQL, whatever its spacing, quoting and case."""
+    parts = re.split(r"(\s+|[(),/*+<>=-])", fragment.strip())
+    pieces = []
+    for part in parts:
+        if not part:
+            continue
+        if part.isspace():
+            pieces.append(r"\s*")
+        elif re.fullmatch(r"[(),/*+<>=-]", part):
+            pieces.append(rf"\s*{re.escape(part)}\s*")
+        else:
+            pieces.append("`?" + re.escape(part.strip("`")) + "`?")
+    # Not inside a longer name: CAST(...) must not match the tail of TRY_CAST(...).
+    return re.compile(r"(?<![\w.])" + "".join(pieces), re.I)
+
+
+def _rewrite_fragment(text: str, fragment: str, rewrite: Callable[[str], str | None]) -> str | None:
+    """`text` with each occurrence of the failing expression (outside literals) rewritten."""
+    pattern = _fragment_pattern(fragment)
+    if not pattern.search(text):
+        return None
+    return sql_edit._edit_outside_protected(text, lambda segment: pattern.sub(lambda m: rewrite(m.group(0)) or m.group(0), segment))
+
+
+def _located_fragment(package: FailurePackage) -> str | None:
+    fragment = blame.fault_fragment(package.error.model_dump())
+    return fragment or package.fault.get("fragment") or None
+
+
+def _surfaced_elsewhere(package: FailurePackage) -> bool:
+    return bool(package.surfaced_in) and package.surfaced_in != package.failed_module
+
+
 @rule("cast_invalid_input")
-def cast_invalid_input(package: FailurePackage) -> PatchSpec | None:
+def cast_invalid_input(package: FailurePackage) -> PatchSpec | Refusal | None:
     if package.condition != "CAST_INVALID_INPUT":
         return None
-    operations = _rewrite_sql_sites(package, lambda t: sql_edit.cast_to_try_cast(t) if re.search(r"\bcast\s*\(", t, re.I) else None)
+    target = (_param(package, "targetType") or "").strip('"').strip()
+    if not target:
+        return None
+    fragment = _located_fragment(package)
+    if fragment is not None and not re.match(r"\s*cast\s*\(", fragment, re.I):
+        fragment = None  # a DataFrame context names the function, not the expression
+    if fragment is None and _surfaced_elsewhere(package):
+        return None  # which CAST, in a module other than the failing one, is not known
+    if fragment is not None:
+        operations = _rewrite_sql_sites(package, lambda t: _rewrite_fragment(t, fragment, sql_edit.cast_to_try_cast))
+    else:
+        to_target = re.compile(rf"(?<![\w.])cast\s*\((?:[^()]|\([^()]*\))+?\s+as\s+{_type_pattern(target)}\s*\)", re.I)
+        operations = _rewrite_sql_sites(
+            package, lambda t: to_target.sub(lambda m: sql_edit.cast_to_try_cast(m.group(0)), t) if to_target.search(t) else None
+        )  # fmt: skip
     if not operations:
         return None
-    target = (_param(package, "targetType") or "").strip('"')
+    refusal = _evidence_refusal(package, "TRY_CAST")
+    if refusal is not None:
+        return refusal
+    where = f" (it surfaced in '{package.surfaced_in}')" if _surfaced_elsewhere(package) else ""
     return _patch(
         package, "try-cast", operations,
-        rationale=f"malformed values cannot be cast to {target or 'the target type'}; TRY_CAST turns them into NULL",
-        root_cause=f"CAST_INVALID_INPUT: some source values are not valid {target or 'values'} under ANSI mode",
+        rationale=f"malformed values cannot be cast to {target}; TRY_CAST in '{package.failed_module}' turns them "
+        f"into NULL{where}{_measured(package)}",
+        root_cause=f"CAST_INVALID_INPUT: some source values are not valid {target} under ANSI mode",
         category="data_quality", confidence=0.8,
     )  # fmt: skip
 
 
+def _type_pattern(target: str) -> str:
+    """A type name as SQL may write it: `DECIMAL(12,2)` matches `decimal(12, 2)`."""
+    return re.escape(target.replace(" ", "")).replace(",", r"\s*,\s*")
+
+
+def _measured(package: FailurePackage) -> str:
+    evidence = _fault_evidence(package)
+    if not evidence or not evidence.get("measured"):
+        return ""
+    lost = evidence["had_values"] - evidence["kept_values"]
+    return f"; on {evidence['rows']} sampled rows {lost} of {evidence['had_values']} values become NULL"
+
+
 @rule("divide_by_zero")
-def divide_by_zero(package: FailurePackage) -> PatchSpec | None:
+def divide_by_zero(package: FailurePackage) -> PatchSpec | Refusal | None:
     if package.condition != "DIVIDE_BY_ZERO":
         return None
-    operations = _rewrite_sql_sites(package, sql_edit.divide_to_try_divide)
+    fragment = _located_fragment(package)
+    if fragment is not None and "/" not in fragment:
+        fragment = None
+    if fragment is None and _surfaced_elsewhere(package):
+        return None
+    if fragment is not None:
+        operations = _rewrite_sql_sites(package, lambda t: _rewrite_fragment(t, fragment, sql_edit.divide_to_try_divide))
+    else:
+        operations = _rewrite_sql_sites(package, sql_edit.divide_to_try_divide)
     if not operations:
         return None
+    refusal = _evidence_refusal(package, "try_divide")
+    if refusal is not None:
+        return refusal
+    where = f" (it surfaced in '{package.surfaced_in}')" if _surfaced_elsewhere(package) else ""
     return _patch(
         package, "try-divide", operations,
-        rationale="a divisor is zero for some rows; try_divide returns NULL for those rows instead of failing",
+        rationale=f"a divisor is zero for some rows; try_divide in '{package.failed_module}' returns NULL for those "
+        f"rows instead of failing{where}{_measured(package)}",
         root_cause="DIVIDE_BY_ZERO under ANSI mode: a denominator column holds zeros",
         category="data_quality", confidence=0.8,
     )  # fmt: skip

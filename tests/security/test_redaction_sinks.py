@@ -315,7 +315,9 @@ def test_a_failed_materialization_and_its_heal_leave_no_secret_and_no_data_value
     from aqueduct_dagster.dagster.healing import _failure_from_run, aqueduct_heal_job
 
     leaks = [*variants(PATH_SECRET), CAST_VALUE]
-    codes = f"id,code,{INJECTION}\n1,17,a\n2,{CAST_VALUE},b\n3,n/a,c\n"
+    # No code is a number: TRY_CAST would null the whole column, so the rules defer and the
+    # LLM is asked (its prompts are a sink this test reads).
+    codes = f"id,code,{INJECTION}\n1,K-17,a\n2,{CAST_VALUE},b\n3,n/a,c\n"
     with caplog.at_level(logging.INFO):
         instance, run_id, failure = _failed_run(tmp_path, monkeypatch, LEAKY, {"codes.csv": codes})
     _assert_not_in(_event_log_text(instance, run_id), leaks, "the event log")
