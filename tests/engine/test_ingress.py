@@ -237,3 +237,19 @@ def test_secret_options_are_revealed_at_use_and_never_in_metadata(
     result = _read(run_spark, module, config)
     assert result.main.columns == ["order_id", "customer", "amount"]
     assert ";" not in json.dumps(result.metadata)
+
+
+def test_a_frame_an_earlier_run_persisted_is_not_served_after_the_files_changed(run_spark, module, tmp_path):
+    """Spark matches a cached frame by its plan, not by the files' content: each read of an
+    Ingress must see the files as they are (the next run after an upstream change)."""
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    (folder / "part-0.csv").write_text("id,amount\n1,10\n2,20\n")
+    config = {"format": "csv", "path": str(folder), "header": True}
+    earlier = _read(run_spark, module, config).main.persist()
+    assert earlier.count() == 2
+
+    (folder / "part-0.csv").write_text("id,amount\n1,10\n2,20\n3,30\n")
+    later = _read(run_spark, module, config).main
+    assert sorted(r.id for r in later.collect()) == ["1", "2", "3"]
+    earlier.unpersist()

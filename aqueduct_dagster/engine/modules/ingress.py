@@ -89,7 +89,11 @@ def execute_ingress(
     if config.table:
         frame = reader.table(reveal_secrets(config.table))
     elif config.path:
-        frame = reader.format(fmt).load(spark_location(spark, reveal_secrets(config.path)))
+        location = spark_location(spark, reveal_secrets(config.path))
+        # A frame an earlier run persisted from this path would be matched by plan and served
+        # from the cache, whatever the files hold now: each run reads what is there.
+        spark.catalog.refreshByPath(location)
+        frame = reader.format(fmt).load(location)
     elif options:  # sources addressed by options alone (jdbc: url + dbtable)
         frame = reader.format(fmt).load()
     else:
