@@ -135,6 +135,8 @@ def blueprint_files(path: Path) -> Iterator[tuple[Path, str | None]]:
     aqscenario files, `aqueduct.*` configs, hidden folders and YAML without a top-level
     `aqueduct:` or `modules:` key (CI configs, data).
     """
+    from aqueduct_dagster.blueprint.loader import MAX_DOCUMENT_BYTES
+
     if not path.is_dir():
         yield path, None
         return
@@ -148,7 +150,9 @@ def blueprint_files(path: Path) -> Iterator[tuple[Path, str | None]]:
             yield file, "an aqueduct.yml engine config, not a Blueprint"
             continue
         try:
-            head = file.read_text(encoding="utf-8", errors="replace")
+            # At most what the loader would read: a 50 MB data file is not read whole.
+            with file.open("rb") as handle:
+                head = handle.read(MAX_DOCUMENT_BYTES + 1).decode("utf-8", errors="replace")
         except OSError:
             head = "modules:"  # unreadable: let validation report it
         if not _BLUEPRINT_KEY.search(head):
@@ -173,7 +177,7 @@ def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | 
     results: list[dict[str, Any]] = []
     internal = False
     for given in blueprints:
-        if not given.exists():
+        if not given.exists() and not given.is_symlink():  # a link loop is reported below
             results.append({"path": str(given), "status": "invalid", "error": {
                 "error": "BlueprintError", "message": f"no such file or folder: {given}",
                 "location": str(given), "hint": "check the path (relative to the current folder)"}})  # fmt: skip
@@ -206,7 +210,9 @@ def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | 
         sys.exit(EXIT_INTERNAL)
     if invalid or not results:
         if not results:
-            click.secho("error: no Blueprint files found", fg="red", err=True)
+            where = ", ".join(str(b) for b in blueprints)
+            click.secho(f"error: no Blueprint files found in {where} (*.yml / *.yaml with a "
+                        "top-level `aqueduct:` or `modules:` key)", fg="red", err=True)  # fmt: skip
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -258,11 +264,28 @@ def lineage(blueprint: Path, column: str | None, as_json: bool) -> None:
 
     manifest = compile_blueprint(blueprint)
 
-    def roots(module_id: str, name: str, seen: frozenset = frozenset()) -> list[str]:
-        sources = manifest.modules[module_id].column_lineage.get(name, ()) if module_id in manifest.modules else ()
-        if not sources or (module_id, name) in seen:
-            return [f"{module_id}.{name}"]
-        return [r for s in sources for r in roots(s.module, s.column, seen | {(module_id, name)})]
+    origins: dict[tuple[str, str], frozenset[str]] = {}
+
+    def sources_of(key: tuple[str, str]) -> list[tuple[str, str]]:
+        module = manifest.modules.get(key[0])
+        return [(s.module, s.column) for s in (module.column_lineage.get(key[1], ()) if module else ())]
+
+    def roots(module_id: str, name: str) -> frozenset[str]:
+        """The Ingress-side columns a column comes from: memoised and without recursion, as
+        `a+b AS a, a*b AS b` over a chain of N Channels has 2^N paths and N frames."""
+        stack, on_stack = [(module_id, name)], {(module_id, name)}
+        while stack:
+            key = stack[-1]
+            waiting = [s for s in sources_of(key) if s not in origins and s not in on_stack]
+            if waiting:
+                stack.append(waiting[0])
+                on_stack.add(waiting[0])
+                continue
+            stack.pop()
+            on_stack.discard(key)
+            done = [origins[s] for s in sources_of(key) if s in origins]  # a cycle is cut
+            origins[key] = frozenset().union(*done) if done else frozenset({f"{key[0]}.{key[1]}"})
+        return origins[(module_id, name)]
 
     known = [f"{m.id}.{name}" for m in manifest.modules.values() for name in m.column_lineage]
     if column and column not in known:

@@ -124,18 +124,34 @@ def arcade_file(unit: BlueprintUnit, arcade_id: str) -> tuple[str, Path]:
     base = unit.absolute_path.parent if unit.absolute_path else Path.cwd()
     shown_base = Path(unit.document.source_path).parent if unit.absolute_path else Path()
     display = os.path.normpath(shown_base / ref)
-    resolved = (base / ref).resolve()
-    if not resolved.is_file():
-        folder = resolved.parent
-        siblings = (
-            sorted(
-                p.name
-                for p in folder.iterdir()
-                if p.suffix in (".yml", ".yaml") and p.resolve() not in unit.files
-            )
-            if folder.is_dir()
-            else []
+    try:
+        resolved = (base / ref).resolve()
+        is_file = resolved.is_file()
+    except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, a NUL in the name
+        raise inside(
+            BlueprintError(
+                f"Arcade file '{ref}' cannot be opened: {error}",
+                location=unit.document.location(ref_path),
+                module_id=arcade_id,
+                hint="`ref:` must name a Blueprint file, relative to the Blueprint that holds "
+                "the Arcade",
+            ),
+            unit.chain,
+        ) from None
+    if not is_file and resolved.exists():
+        raise inside(
+            BlueprintError(
+                f"Arcade file '{ref}' is "
+                + ("a folder" if resolved.is_dir() else "not a regular file (a device or pipe)"),
+                location=unit.document.location(ref_path),
+                module_id=arcade_id,
+                hint="`ref:` must name a Blueprint .yml file",
+            ),
+            unit.chain,
         )
+    if not is_file:
+        folder = resolved.parent
+        siblings = _blueprint_siblings(folder, unit.files) if folder.is_dir() else []
         ref_folder = os.path.dirname(ref)
         candidates = [os.path.join(ref_folder, name) for name in siblings]
         where = f"folder {folder}" if folder.is_dir() else f"folder {folder} (it does not exist)"
@@ -165,6 +181,24 @@ def arcade_file(unit: BlueprintUnit, arcade_id: str) -> tuple[str, Path]:
             unit.chain,
         )
     return display, resolved
+
+
+def _blueprint_siblings(folder: Path, exclude: tuple[Path, ...]) -> list[str]:
+    """YAML file names in `folder` for a did-you-mean: a bounded look, and a name that cannot
+    be resolved (a symlink loop) is passed over rather than failing the message."""
+    names = []
+    for number, path in enumerate(folder.iterdir()):
+        if number >= 1_000:
+            break
+        if path.suffix not in (".yml", ".yaml"):
+            continue
+        try:
+            if path.resolve() in exclude:
+                continue
+        except (OSError, RuntimeError):
+            continue
+        names.append(path.name)
+    return sorted(names)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -31,6 +31,7 @@ from aqueduct_dagster.blueprint.lineage import (
     SINGLE_INPUT_ALIAS,
     analysable_sql,
     lineage_with_completeness,
+    output_width,
     parse_single_select,
     table_references,
 )
@@ -131,7 +132,7 @@ def _compile(
         profile=profile,
     )
     root = _unit(document, settings, absolute_path, chain=(), files=())
-    _expand_arcades(root, settings.facts, dict(file_overrides or {}))
+    _expand_arcades(root, settings.facts, dict(file_overrides or {}), [0])
     blueprint = root.blueprint
     flat = flatten(root)
     modules = _compiled_modules(flat)
@@ -189,14 +190,45 @@ def _unit(
     )
 
 
+#: Arcades inside Arcades, and sub-Blueprints expanded in all: a file that uses the next one
+#: twice, 25 files deep, expands 2^25 times; each expansion is a whole compile of a file.
+MAX_ARCADE_DEPTH = 16
+MAX_ARCADE_EXPANSIONS = 200
+
+
 def _expand_arcades(
-    unit: BlueprintUnit, root_facts: CompileFacts, overrides: Mapping[Path, str]
+    unit: BlueprintUnit,
+    root_facts: CompileFacts,
+    overrides: Mapping[Path, str],
+    expanded: list[int],
 ) -> None:
-    """Load every Arcade's sub-Blueprint of `unit`, recursively, into `unit.children`."""
+    """Load every Arcade's sub-Blueprint of `unit`, recursively, into `unit.children`.
+
+    `expanded` counts the sub-Blueprints loaded so far, for the whole compile.
+    """
     for arcade_id in unit.arcades():
         spec = unit.spec(arcade_id)
-        display, resolved = arcade_file(unit, arcade_id)
         chain = unit.chain + (arcade_id,)
+        expanded[0] += 1
+        limit = None
+        if len(chain) > MAX_ARCADE_DEPTH:
+            limit = f"Arcades nest more than {MAX_ARCADE_DEPTH} levels deep (the Arcade depth limit)"
+        elif expanded[0] > MAX_ARCADE_EXPANSIONS:
+            limit = (
+                f"the Blueprint expands more than {MAX_ARCADE_EXPANSIONS} sub-Blueprints "
+                "(the Arcade expansion limit; a file that uses another twice doubles per level)"
+            )
+        if limit:
+            raise inside(
+                BlueprintError(
+                    limit,
+                    location=unit.document.location(("modules", unit.position(arcade_id))),
+                    module_id=arcade_id,
+                    hint="flatten some Arcades into their parent Blueprint",
+                ),
+                unit.chain,
+            )
+        display, resolved = arcade_file(unit, arcade_id)
         # The run is the root Blueprint's; file-relative facts follow the file that uses them.
         facts = replace(
             root_facts, blueprint_path=str(resolved), blueprint_dir=str(resolved.parent)
@@ -213,7 +245,7 @@ def _expand_arcades(
         except BlueprintError as error:
             raise inside(error, chain) from None
         unit.children[arcade_id] = child
-        _expand_arcades(child, root_facts, overrides)
+        _expand_arcades(child, root_facts, overrides, expanded)
 
 
 def _udfs(root: BlueprintUnit) -> tuple[Udf, ...]:
@@ -258,26 +290,87 @@ def _compiled_modules(flat: FlatGraph) -> dict[str, CompiledModule]:
     }
     output_columns: dict[str, list[str] | None] = {}
     compiled: dict[str, CompiledModule] = {}
+    budget = _LineageBudget()
     for module_id in flat.order:
         placed = flat.modules[module_id]
         try:
-            compiled[module_id] = _compiled_module(placed, registered, output_columns)
+            compiled[module_id] = _compiled_module(placed, registered, output_columns, budget)
         except BlueprintError as error:
             raise inside(error, placed.arcade) from None
+    if budget.skipped:
+        flat.warnings.append(
+            f"column lineage was traced for the first Channels only: {len(budget.skipped)} "
+            f"more (from '{budget.skipped[0]}' on) exceed the lineage work budget of "
+            f"{MAX_LINEAGE_WORK:,} (SQL characters, plus {LINEAGE_QUERY_COST} per query and "
+            f"{LINEAGE_COLUMN_COST} per column in play and 1 per pair of output columns)"
+        )
     return compiled
+
+
+#: Column lineage is best effort and costs ~1 ms per query, ~0.1 ms per column in play and
+#: ~1 us per (output column, output column) pair, as each output column is traced on its
+#: own: a Blueprint of thousands of SQL Channels, or a chain of `SELECT *` over 2,000 columns
+#: (8 minutes), traces what fits in the budget (units of ~1 us) and says so.
+MAX_LINEAGE_WORK = 300_000
+LINEAGE_QUERY_COST = 1_000
+LINEAGE_COLUMN_COST = 100
+
+
+#: Parsing is ~3 us per character of dense SQL plus ~0.1 ms per query: 40 Channels of 45,000
+#: characters each (one 1.8 MB file) took 6 s. All Channels' SQL together stay under this.
+MAX_BLUEPRINT_SQL_WORK = 200_000
+SQL_QUERY_COST = 400
+
+
+class _LineageBudget:
+    """The SQL work of one compile: parsing (a hard limit) and lineage (best effort)."""
+
+    def __init__(self) -> None:
+        self.spent = 0
+        self.parsed = 0
+        self.skipped: list[str] = []
+
+    def parse(self, query: str, where: SourceLocation, module_id: str) -> None:
+        self.parsed += len(query) + SQL_QUERY_COST
+        if self.parsed > MAX_BLUEPRINT_SQL_WORK:
+            raise BlueprintError(
+                f"config.query: the Blueprint's SQL exceeds the SQL work budget of "
+                f"{MAX_BLUEPRINT_SQL_WORK:,} (characters of all Channel queries, plus "
+                f"{SQL_QUERY_COST} per query); this Channel's query passes it",
+                location=where,
+                module_id=module_id,
+                hint="move long value lists into a table and join it; split very large "
+                "Blueprints into separate ones",
+            )
+
+    def allows(self, module_id: str, query: str, width: int, upstream: int) -> bool:
+        # Tracing one output column scans the query's outputs: `width` squared, ~1 us each.
+        self.spent += (
+            len(query) + LINEAGE_QUERY_COST + LINEAGE_COLUMN_COST * (width + upstream) + width**2
+        )
+        if self.spent > MAX_LINEAGE_WORK:
+            self.skipped.append(module_id)
+            return False
+        return True
 
 
 def _compiled_module(
     placed: PlacedModule,
     registered: set[str],
     output_columns: dict[str, list[str] | None],
+    budget: _LineageBudget,
 ) -> CompiledModule:
     spec, inputs, document = placed.spec, placed.inputs, placed.document
     lineage: dict[str, tuple[ColumnSource, ...]] = {}
     columns = _passed_through_columns(spec, inputs, output_columns)
-    query = _checked_query(spec, inputs, document, placed.path, registered)
+    query = _checked_query(spec, inputs, document, placed.path, registered, budget)
     if query is not None:
-        lineage, columns = _sql_lineage(query, inputs, output_columns)
+        upstream = sum(len(output_columns.get(i.source) or ()) for i in inputs)
+        width = output_width(parse_single_select(analysable_sql(query)), upstream)
+        if budget.allows(placed.id, query, width, upstream):
+            lineage, columns = _sql_lineage(query, inputs, output_columns)
+        else:
+            columns = None
     output_columns[placed.id] = columns
     location = document.location(placed.path)
     return CompiledModule(
@@ -304,6 +397,7 @@ def _checked_query(
     document: BlueprintDocument,
     path: tuple[Any, ...],
     registered_tables: set[str],
+    budget: _LineageBudget,
 ) -> str | None:
     """The Channel's SQL after checking it parses and reads only its inputs."""
     if spec.type != "Channel" or spec.config.op not in (None, "sql"):
@@ -319,6 +413,7 @@ def _checked_query(
                 hint="add config.query: SELECT ... FROM <input>",
             )
         return None
+    budget.parse(query, document.location(query_path), spec.id)
     try:
         tree = parse_single_select(analysable_sql(query))
     except BlueprintError as error:

@@ -235,6 +235,15 @@ def _computed_by_derived_source(scope: Scope, column: exp.Column) -> bool:
     return False
 
 
+def output_width(query: exp.Query, upstream_columns: int) -> int:
+    """How many output columns lineage would trace: a `*` stands for the upstream ones."""
+    width = 0
+    for select in query.selects:
+        star = isinstance(select, exp.Star) or (isinstance(select, exp.Column) and select.is_star)
+        width += upstream_columns if star else 1
+    return width
+
+
 def column_lineage(
     sql: str, upstream_columns: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, list[tuple[str, str]]]:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+_MAX_FUZZY_LENGTH = 200
+_MAX_FUZZY_CANDIDATES = 2_000
+
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to `word`, or None when nothing is reasonably close."""
     options = sorted({str(c) for c in candidates})
-    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if matches:
-        return matches[0]
+    # difflib compares in time quadratic in the lengths: only names of a similar, sane length
+    # are worth comparing, and only so many (a hostile file can hold 60,000 keys).
+    similar = [
+        c for c in options
+        if len(c) <= _MAX_FUZZY_LENGTH and abs(len(c) - len(word)) <= max(3, len(word) // 2)
+    ][:_MAX_FUZZY_CANDIDATES]  # fmt: skip
+    if len(word) <= _MAX_FUZZY_LENGTH:
+        matches = difflib.get_close_matches(word, similar, n=1, cutoff=0.6)
+        if matches:
+            return matches[0]
     # Case slips ("ingress" for "Ingress") score low with difflib's ratio; catch them here.
     lowered = {c.lower(): c for c in options}
     return lowered.get(word.lower())

@@ -39,10 +39,16 @@ _TOKEN = re.compile(
     r"|(?P<function>@aq\.)",
     re.DOTALL,
 )
-#: Work the scanner may do for one Blueprint, macro expansions included: characters read
-#: plus TEMPLATE_CALL_COST per string, at least this, else 3x the file's length.
+#: Work the scanner may do for one Blueprint, macro expansions included: characters read and
+#: written plus TEMPLATE_CALL_COST per string and TEMPLATE_TOKEN_COST per resolved token; at
+#: least this, else 3x the file's length, plus TEMPLATE_CALL_COST per value in the file.
 MAX_TEMPLATE_WORK = 2_000_000
 TEMPLATE_CALL_COST = 64
+TEMPLATE_TOKEN_COST = 256
+#: Deepest chain of `${ctx.a}` -> `${ctx.b}` -> ... (nested context mappings count as levels)
+#: and of macros using macros: each level is a few Python frames, so this keeps resolution
+#: far from the interpreter's recursion limit.
+MAX_REFERENCE_DEPTH = 64
 _MACRO_CLOSE = re.compile(r"\)\s*\}\}")
 _WHOLE_CONTEXT = re.compile(r"\$\{ctx\.([^{}]+)\}")
 _MACRO_PARAMETER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
@@ -184,7 +190,11 @@ class _Templater:
         self._context_stack: list[tuple[str, ...]] = []
         self._macro_stack: list[str] = []
         self._scanned = 0
-        self._budget = max(MAX_TEMPLATE_WORK, 3 * len(document.text))
+        # Every string of the file costs its length plus TEMPLATE_CALL_COST once: a file of
+        # many short strings (a 3,000-module Blueprint) is not a template bomb.
+        self._budget = max(MAX_TEMPLATE_WORK, 3 * len(document.text)) + TEMPLATE_CALL_COST * len(
+            document.values
+        )
         self._keep_resolved_values(self.context, ())
 
     def _keep_resolved_values(self, node: dict[str, Any], prefix: tuple[str, ...]) -> None:
@@ -259,17 +269,23 @@ class _Templater:
 
     # ------------------------------------------------------------------ one string
 
-    def _text(self, text: str, where: _Where) -> Resolution:
-        count("template_chars", len(text))
-        self._scanned += len(text) + TEMPLATE_CALL_COST
+    def _charge(self, characters: int, where: _Where) -> None:
+        """Count characters read or written against the template expansion budget."""
+        count("template_chars", characters)
+        self._scanned += characters
         if self._scanned > self._budget:
             raise self._error(
                 f"templates expand past the template expansion budget ({self._budget:,} "
-                "characters read); macros that use each other several times grow "
-                "exponentially",
+                f"units: characters read or written, plus {TEMPLATE_TOKEN_COST} per "
+                "placeholder, macro or @aq call)",
                 where,
-                hint="call each macro once per string, or inline the repeated text",
+                hint="macros or context values that use each other several times grow "
+                "exponentially: use each once per string, or inline the repeated text; write "
+                "long repeated text once instead of thousands of @aq calls",
             )
+
+    def _text(self, text: str, where: _Where) -> Resolution:
+        self._charge(len(text) + TEMPLATE_CALL_COST, where)
         whole = _WHOLE_CONTEXT.fullmatch(text)
         if whole and not whole.group(1).startswith("_"):
             # `enabled: ${ctx.flag}` keeps the context value's type (a bool stays a bool).
@@ -278,6 +294,10 @@ class _Templater:
         sources: list[Source] = []
         position = 0
         while (match := _TOKEN.search(text, position)) is not None:
+            # A resolved token (parsing an @aq call's arguments, a macro's parameters) costs
+            # far more than reading a character: 50,000 `@aq.env('X')` in one value took
+            # seconds while reading only 800,000 characters.
+            self._charge(TEMPLATE_TOKEN_COST, where)
             pieces.append(text[position : match.start()])
             end = match.end()
             if match.group("macro"):
@@ -299,7 +319,13 @@ class _Templater:
             sources.extend(resolution.sources)
             position = end
         pieces.append(text[position:])
-        return Resolution("".join(pieces), tuple(sources))
+        if len(pieces) == 1:
+            return Resolution(text, tuple(sources))
+        # Cached context values are substituted without being read again, so what is written
+        # counts too: `a: ${ctx.b}${ctx.b}`, `b: ${ctx.c}${ctx.c}`, ... doubles per key.
+        result = "".join(pieces)
+        self._charge(len(result), where)
+        return Resolution(result, tuple(sources))
 
     def _macro_call(self, text: str, match: re.Match[str], where: _Where) -> tuple[str | None, int]:
         """The arguments text (None without parentheses) and the end of `{{ macros.x(...) }}`.
@@ -458,6 +484,15 @@ class _Templater:
         if name in self._macro_stack:
             chain = " -> ".join(self._macro_stack + [name])
             raise self._error(f"macro '{name}' expands itself: {chain}", where, offset)
+        if len(self._macro_stack) >= MAX_REFERENCE_DEPTH:
+            chain = " -> ".join(self._macro_stack[:4])
+            raise self._error(
+                f"macros use each other more than {MAX_REFERENCE_DEPTH} levels deep (the "
+                f"reference depth limit): {chain} -> ... -> {name}",
+                where,
+                offset,
+                hint="inline some of these macros",
+            )
         body = self.macros[name]
         parameters = set(_MACRO_PARAMETER.findall(body))
         try:
@@ -540,8 +575,8 @@ class _Templater:
                 if not isinstance(target.get(part), dict):
                     target[part] = {}
                 target = target[part]
+            _forget_below(self.origins, parts, target.get(parts[-1]))
             target[parts[-1]] = copy.deepcopy(value)
-            _forget_below(self.origins, parts)
             self.origins[parts] = _Origin("context_override", None)
 
     def _check_required_context(self) -> None:
@@ -615,6 +650,15 @@ class _Templater:
                 f"context key '{dotted}' refers to itself: {chain}",
                 _Where(path=origin.path, label=f"context.{dotted}"),
                 hint="break the loop by giving one of these keys a plain value",
+            )
+        if len(self._context_stack) >= MAX_REFERENCE_DEPTH:
+            chain = " -> ".join("ctx." + ".".join(p) for p in self._context_stack[:4])
+            origin = self._origin(parts)
+            raise self._error(
+                f"context values refer to each other (or nest) more than {MAX_REFERENCE_DEPTH} "
+                f"levels deep (the reference depth limit): {chain} -> ... -> ctx.{dotted}",
+                _Where(path=origin.path, label=f"context.{dotted}"),
+                hint="give one of these keys a plain value instead of a chain of ${ctx...}",
             )
         self._context_stack.append(parts)
         try:
@@ -698,14 +742,26 @@ def _merge(
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value, kind, base, origins, parts)
             continue
+        _forget_below(origins, parts, into.get(key))
         into[key] = copy.deepcopy(value)
-        _forget_below(origins, parts)
         origins[parts] = _Origin(kind, base + parts)
 
 
-def _forget_below(origins: dict[tuple[str, ...], _Origin], parts: tuple[str, ...]) -> None:
-    for known in [k for k in origins if k[: len(parts)] == parts]:
-        del origins[known]
+def _forget_below(
+    origins: dict[tuple[str, ...], _Origin], parts: tuple[str, ...], replaced: Any
+) -> None:
+    """Drop the origins of `parts` and of everything inside the value it had (`replaced`).
+
+    Origins only exist at paths of the context tree, so walking the replaced value finds them
+    all, in time proportional to that value rather than to every origin known (which made a
+    context of many keys quadratic).
+    """
+    pending = [(parts, replaced)]
+    while pending:
+        path, value = pending.pop()
+        origins.pop(path, None)
+        if isinstance(value, dict):
+            pending.extend((path + (str(key),), item) for key, item in value.items())
 
 
 def _macro_arguments(text: str) -> dict[str, str]:

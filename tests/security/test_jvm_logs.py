@@ -15,7 +15,7 @@ import textwrap
 VALUE = "QZ-55821-VALUE"
 
 SCRIPT = textwrap.dedent(
-    f"""
+    """
     import sys
     from aqueduct_dagster.engine.session import create_base_session
     spark = create_base_session(app_name="jvm-log-test")
