@@ -12,12 +12,10 @@ _MAX_FUZZY_CANDIDATES = 2_000
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to `word`, or None when nothing is reasonably close."""
     options = sorted({str(c) for c in candidates})
-    # difflib compares in time quadratic in the lengths: only names of a similar, sane length
-    # are worth comparing, and only so many (a hostile file can hold 60,000 keys).
-    similar = [
-        c for c in options
-        if len(c) <= _MAX_FUZZY_LENGTH and abs(len(c) - len(word)) <= max(3, len(word) // 2)
-    ][:_MAX_FUZZY_CANDIDATES]  # fmt: skip
+    # difflib compares in time quadratic in the lengths: only names of a sane length are
+    # compared, and only so many (a hostile file can hold 60,000 keys). A prefix of a longer
+    # name ('row_count' for 'row_count_estimate') is a fair guess, so lengths may differ.
+    similar = [c for c in options if len(c) <= _MAX_FUZZY_LENGTH][:_MAX_FUZZY_CANDIDATES]
     if len(word) <= _MAX_FUZZY_LENGTH:
         matches = difflib.get_close_matches(word, similar, n=1, cutoff=0.6)
         if matches:
