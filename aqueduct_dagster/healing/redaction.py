@@ -318,10 +318,6 @@ def redact_outbound(payload: Any, redactor: Redactor) -> Any:
 
 # ----------------------------------------------------------------------------- console logs
 
-#: The project's loggers, and Dagster's (which echoes step failures to the console).
-PROJECT_LOGGERS = ("aqueduct_dagster", "dagster")
-
-
 class RedactingLogFilter(logging.Filter):
     """Rewrites each record's message through every live Redactor of this process."""
 
@@ -353,15 +349,25 @@ _LOG_FILTER = RedactingLogFilter()
 
 
 def install_log_redaction(redactor: Redactor) -> None:
-    """Route the project's log records through `redactor` (for as long as it is alive).
+    """Route every log record of this process through `redactor` (for as long as it is alive).
 
-    A logger's filters see only records logged on that logger, not those propagated from
-    its children, so the filter goes on every project logger that exists (all are created
-    at import, one per module).
+    The choke point is the record factory, not a filter per logger: a logger's filters see
+    only records logged on it, and third-party loggers (pyspark's Connect client logs a gRPC
+    error with the path it could not read) or loggers created later would slip past.
     """
+    global _FACTORY_INSTALLED
     _LOG_FILTER.redactors.add(redactor)
-    names = [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in PROJECT_LOGGERS]
-    for name in {*PROJECT_LOGGERS, *names}:
-        logger = logging.getLogger(name)
-        if _LOG_FILTER not in logger.filters:
-            logger.addFilter(_LOG_FILTER)
+    if _FACTORY_INSTALLED:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _LOG_FILTER.filter(record)
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)
+    _FACTORY_INSTALLED = True
+
+
+_FACTORY_INSTALLED = False
