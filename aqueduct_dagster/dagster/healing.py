@@ -197,6 +197,7 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         spark_factory=_spark_factory(manifest, config_file),
         diagnosers=_diagnosers(config_file),
         max_heals_per_hour=config_file.agent.max_heal_attempts_per_hour,
+        operator_guardrails=config_file.agent.guardrails,
     )
     try:
         outcome = Healer(settings).heal(package, blueprint_path, manifest.agent)

@@ -81,8 +81,11 @@ class HealSettings:
     spark_factory: Callable[[], Any] | None = None
     diagnosers: Sequence[Diagnoser] = field(default_factory=lambda: [RuleDiagnoser()])
     sample_rows: int = 1000
-    #: Used when the blueprint sets no agent.max_heal_attempts_per_hour.
+    #: The operator's limit (aqueduct.yml): a ceiling a Blueprint's own limit can only lower.
     max_heals_per_hour: int | None = 20
+    #: The operator's guardrails (aqueduct.yml `agent.guardrails`), resolved by the caller with
+    #: the rest of its settings; None makes the effect gate read aqueduct.yml itself.
+    operator_guardrails: Any = None
     git_remote_token_env: str = "GITHUB_TOKEN"
 
 
@@ -206,7 +209,8 @@ class Healer:
                         feedback.append("defer_to_human is not allowed here: propose a patch")
                         continue
                     return HealOutcome(package.heal_id, "deferred", proposal.patch.deferred.diagnosis, proposal.patch)
-                candidate = Candidate(proposal.patch, package, blueprint_text, policy)
+                candidate = Candidate(proposal.patch, package, blueprint_text, policy,
+                                      operator_guardrails=self.settings.operator_guardrails)
                 results = run_gates(candidate, self._gates(package.blueprint_id))
                 rejected = next((r for r in results if not r.passed), None)
                 turn.rejected_by = rejected.gate if rejected else None
@@ -234,7 +238,8 @@ class Healer:
         assert outcome.patch is not None
         mode = policy.approval
         if mode == "auto" and self.settings.spark_factory is not None:
-            candidate = Candidate(outcome.patch, package, blueprint_text, policy)
+            candidate = Candidate(outcome.patch, package, blueprint_text, policy,
+                                  operator_guardrails=self.settings.operator_guardrails)
             results = run_gates(candidate, [CompileGate(), EffectGate(), FullRunGate(self.settings.spark_factory)])
             outcome.gate_results += results
             if all(r.passed for r in results):

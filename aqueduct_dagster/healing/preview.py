@@ -28,6 +28,7 @@ from aqueduct_dagster.healing.gates import (
     GuardrailsGate,
     LineageGate,
     SandboxGate,
+    run_gates,
 )
 from aqueduct_dagster.healing.patch import PatchSpec
 
@@ -92,19 +93,8 @@ def _verdict(patch: PatchSpec, blueprint_path: Path, policy: Agent | None, confi
     candidate = Candidate(patch, None, text, policy, blueprint_path=blueprint_path,
                           operator_guardrails=operator)  # fmt: skip
     redact = _message_redactor(text)
-    results: list[GateResult] = []
-    for gate in gates:
-        try:
-            result = gate.check(candidate)
-        except Exception as error:  # noqa: BLE001 - a gate that cannot judge rejects
-            result = GateResult(gate.name, False, f"the {gate.name} gate could not judge the patch: "
-                                f"{type(error).__name__}: {error}")  # fmt: skip
-        # A verdict quotes resolved values (a JDBC listing, a compile error): no secret in it.
-        result = GateResult(result.gate, result.passed, redact(result.message), result.escalate)
-        results.append(result)
-        if not result.passed:
-            break
-    return results
+    # A verdict quotes resolved values (a JDBC listing, a compile error): no secret in it.
+    return [GateResult(r.gate, r.passed, redact(r.message), r.escalate) for r in run_gates(candidate, gates)]
 
 
 def _message_redactor(blueprint_text: str) -> Callable[[str], str]:
