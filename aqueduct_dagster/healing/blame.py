@@ -21,11 +21,12 @@ that turns a column with values into one that is entirely NULL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
+from aqueduct_dagster.healing.effect import strings_in
 
 #: Conditions Spark raises while executing (not analysing) a plan: where they surface says
 #: nothing about where they were written.
@@ -135,18 +136,7 @@ def cast_target(error: Mapping[str, Any]) -> str | None:
 
 def module_texts(module: CompiledModule) -> list[str]:
     """Every text of a module's compiled config: SQL queries, op expressions, Assert rules."""
-    return list(_strings(module.spec.config.model_dump(mode="json", by_alias=True)))
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
+    return [text for _, text in strings_in(module.spec.config.model_dump(mode="json", by_alias=True))]
 
 
 def upstream_nearest_first(manifest: Manifest, module_id: str) -> list[str]:

@@ -255,7 +255,7 @@ def _environment_names(manifest: Manifest) -> set[str]:
     values = [m.spec.model_dump(by_alias=True) for m in manifest.modules.values()]
     values.append(manifest.engine.model_dump())
     for value in values:  # secret tokens stay tokens in the Manifest
-        for _, text in _strings(value, ""):
+        for _, text in strings_in(value, ""):
             names |= {name for _, name in _ENV_NAMES[0].findall(text)}
             names |= {f"{name} (default {default.strip()})" for name, default in _ENV_DEFAULT.findall(text)}
     return {f"env:{name}" for name in names}
@@ -271,13 +271,13 @@ def _module_effect(effect: Effect, module: CompiledModule, base: str, checkpoint
     effect.sql[module.id] = list(_sql_values(module))
     if spec.on_failure_webhook:
         effect.writes[Target("url", _webhook(spec.on_failure_webhook))] = f"{where} on_failure_webhook"
-    for key, value in _strings(spec.on_failure or {}, "on_failure"):
+    for key, value in strings_in(spec.on_failure or {}, "on_failure"):
         leaf = key.rsplit(".", 1)[-1].lower()
         if leaf in ("url", "webhook", "endpoint"):
             effect.writes[Target("url", value)] = f"{where} {key}"
         elif leaf in ("command", "script", "module", "entry", "plugin", "class", "blueprint", "jar"):
             effect.code[Target("code", f"on_failure {leaf} {value}")] = f"{where} {key}"
-    for _, text in _strings(spec.model_dump(by_alias=True), ""):
+    for _, text in strings_in(spec.model_dump(by_alias=True), ""):
         for depot_key in _DEPOT_READ.findall(text):
             effect.reads[Target("depot", depot_key)] = f"{where} @aq.depot.get('{depot_key}')"
         # The value (or the default) is pasted into the text as it is when the run starts, so
@@ -307,7 +307,7 @@ def _module_effect(effect: Effect, module: CompiledModule, base: str, checkpoint
             identity = {str(k).strip().lower(): v for k, v in (config.options or {}).items()
                         if str(k).strip().lower() not in _TUNING_OPTIONS}  # fmt: skip
             sink[Target(fmt if fmt in _KNOWN_FORMATS else "source", _canonical(identity))] = f"{where} config.options"
-        for key, value in _strings(config.options, "options"):
+        for key, value in strings_in(config.options, "options"):
             leaf = key.split(".", 1)[-1].strip().lower()
             if leaf in _CODE_OPTIONS:
                 effect.code[Target("code", f"{leaf} {value.strip()}")] = f"{where} config.{key}"
@@ -550,15 +550,16 @@ def _links_under(path: str) -> list[str]:
     return found
 
 
-def _strings(value: Any, prefix: str) -> Iterable[tuple[str, str]]:
+def strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(dotted key, text) for every string in nested config (lists keep their parent's key)."""
     if isinstance(value, str):
         yield prefix, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _strings(item, f"{prefix}.{key}")
+            yield from strings_in(item, f"{prefix}.{key}")
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _strings(item, prefix)
+            yield from strings_in(item, prefix)
 
 
 def _webhook(value: Any) -> str:
