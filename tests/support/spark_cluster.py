@@ -138,8 +138,9 @@ def running_standalone_cluster(
                 workers = cluster.master_state().get("workers", [])
                 if any(w.get("state") == "ALIVE" for w in workers):
                     break
-            except OSError:
-                pass  # the master's web UI is not up yet
+            except (OSError, ValueError):
+                # Not up yet: refused, or (just started) an empty page instead of JSON.
+                pass
             if time.monotonic() > deadline:
                 raise ClusterUnavailable(f"no ALIVE worker after {timeout:.0f} s\n{cluster.log_tails()}")
             time.sleep(0.5)
