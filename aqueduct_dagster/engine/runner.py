@@ -12,6 +12,10 @@ with `on_block: skip` skips everything downstream of it (recorded in `RunResult.
 and `RunResult.blocked`); a Regulator with `timeout_seconds` re-evaluates its Probe by
 rebuilding the Probe's input from the sources up (Egress and Assert passed through).
 Disabled modules are skipped together with everything downstream of them.
+
+This is the one place where ports are routed: a real run and the heal gates' replays (their
+writes redirected to a scratch folder, their input optionally sampled) differ only in the
+hooks they pass, so a sandbox verdict is the verdict of a real run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aqueduct_dagster.blueprint.suggest import did_you_mean
@@ -88,14 +92,32 @@ class RunResult:
         return [o.summary() for o in self.assertions.values() if not o.passed]
 
 
+#: Runs one module on its inputs (the hooks that change what runs are applied inside).
+Execute = Callable[["CompiledModule", dict[str, Any]], ModuleResult]
+
+
 def run_manifest(
-    spark: SparkSession, manifest: Manifest, *, only: Iterable[str] | None = None
+    spark: SparkSession,
+    manifest: Manifest,
+    *,
+    only: Iterable[str] | None = None,
+    sample_rows: int | None = None,
+    redirect: Callable[[CompiledModule], CompiledModule] | None = None,
+    on_module_end: Callable[[CompiledModule, ModuleResult], None] | None = None,
 ) -> RunResult:
     """Execute the Manifest's modules in order; raise on the first failure.
 
     `only` limits the run to those modules: their ancestors still build the frames they
     read (lazily), but ancestor Egress and Assert modules neither write nor check. Raises
     ModuleFailed for a failing module and AssertionFailed for a blocking Assert.
+
+    Hooks (the heal gates replay a patched Blueprint through them):
+    `sample_rows` limits each Ingress's main output to that many rows (a Probe that a
+    Regulator re-polls is rebuilt on the same sample); `redirect` turns each Egress into
+    the one that actually writes (a scratch target), right before it executes;
+    `on_module_end(module, outcome)` sees every module that executed, with the module as
+    the Manifest has it, once its outputs are routed (a blocking Assert's outcome too,
+    before AssertionFailed is raised).
     """
     order = list(manifest.modules.values())
     selected = _selected(manifest, only)
@@ -110,6 +132,17 @@ def run_manifest(
     frames: dict[Key, Any] = {}
     persisted: list[DataFrame] = []
     gated: set[str] = set()  # behind a closed Regulator
+
+    def execute(module: CompiledModule, inputs: dict[str, Any]) -> ModuleResult:
+        if redirect is not None and module.type == "Egress":
+            module = redirect(module)
+        outcome = execute_module(spark, module, inputs)
+        if sample_rows is not None and module.type == "Ingress" and "main" in outcome.outputs:
+            # Limited before it is cached or read, so every reader sees the same sample.
+            sampled = {**outcome.outputs, "main": outcome.outputs["main"].limit(sample_rows)}
+            outcome = replace(outcome, outputs=sampled)
+        return outcome
+
     try:
         for module in runnable:
             if module.id in gated:
@@ -121,7 +154,7 @@ def run_manifest(
                     frames.update(_passed_through(module, inputs))
                     continue
             started = time.perf_counter()
-            outcome = execute_module(spark, module, inputs)
+            outcome = execute(module, inputs)
             result.seconds[module.id] = round(time.perf_counter() - started, 3)
             if module.id in active:
                 result.modules[module.id] = outcome
@@ -132,7 +165,7 @@ def run_manifest(
                 signals = outcome.metadata.get("signals", [])
                 result.signals[module.id] = signals
                 frames[(module.id, SIGNAL)] = ProbeSignals(
-                    module.id, signals, _recompute(spark, manifest, module, signals)
+                    module.id, signals, _recompute(execute, manifest, module, signals)
                 )
             if outcome.metadata.get("skipped"):  # a closed Regulator, on_block: skip
                 behind = _downstream(manifest, module.id)
@@ -156,6 +189,8 @@ def run_manifest(
                     persisted.append(frame)
                     result.cached.append(f"{module.id}.{port}")
                 frames[key] = frame
+            if on_module_end is not None:
+                on_module_end(module, outcome)
             if outcome.assertion is not None:
                 result.assertions[module.id] = outcome.assertion
                 if outcome.assertion.blocking:
@@ -304,7 +339,7 @@ def _passed_through(module: CompiledModule, inputs: dict[str, Any]) -> dict[Key,
 
 
 def _recompute(
-    spark: SparkSession, manifest: Manifest, probe: CompiledModule, first: list[dict[str, Any]]
+    execute: Execute, manifest: Manifest, probe: CompiledModule, first: list[dict[str, Any]]
 ) -> Callable[[], list[dict[str, Any]]]:
     """How a polling Regulator re-evaluates `probe`: its input rebuilt from the sources up
     (so new source data is seen), then its signals computed again. If the rebuild fails,
@@ -314,7 +349,7 @@ def _recompute(
     def recompute() -> list[dict[str, Any]]:
         persisted: list[DataFrame] = []
         try:
-            inputs = _rebuilt_inputs(spark, manifest, probe, {}, persisted)
+            inputs = _rebuilt_inputs(execute, manifest, probe, {}, persisted)
             last["signals"], _ = probe_signals(probe, _only_input(probe, inputs))
         except Exception as exc:  # noqa: BLE001 - the gate keeps its last verdict
             log.warning("Probe '%s' could not be re-evaluated: %s", probe.id, exc)
@@ -327,7 +362,7 @@ def _recompute(
 
 
 def _rebuilt_inputs(
-    spark: SparkSession,
+    execute: Execute,
     manifest: Manifest,
     module: CompiledModule,
     fresh: dict[Key, Any],
@@ -338,14 +373,14 @@ def _rebuilt_inputs(
         if any(built == source.source for built, _ in fresh):
             continue
         upstream = manifest.modules[source.source]
-        upstream_inputs = _rebuilt_inputs(spark, manifest, upstream, fresh, persisted)
+        upstream_inputs = _rebuilt_inputs(execute, manifest, upstream, fresh, persisted)
         if upstream.type in _PASS_THROUGH:
             fresh.update(_passed_through(upstream, upstream_inputs))
         elif upstream.type == "Regulator":  # it was open, or we would not be polling
             data = [upstream_inputs[i.alias] for i in _data_inputs(upstream)]
             fresh[(upstream.id, "main")] = data[0]
         else:
-            outcome = execute_module(spark, upstream, upstream_inputs)
+            outcome = execute(upstream, upstream_inputs)
             if outcome.metadata.get("persisted"):
                 persisted.extend(outcome.outputs.values())
             fresh.update({(upstream.id, port): f for port, f in outcome.outputs.items()})

@@ -165,3 +165,40 @@ def test_module_types_without_an_executor_fail_clearly(run_spark, module, people
     with pytest.raises(ModuleFailed) as caught:
         execute_module(run_spark, arcade, {"people": people})
     assert caught.value.error.condition == "AQ_MODULE_TYPE_UNSUPPORTED"
+
+
+def test_hooks_sample_ingress_redirect_egress_and_see_each_module(run_spark, pipeline, tmp_path):
+    seen = []
+
+    def redirect(egress):
+        config = egress.spec.config.model_copy(update={"path": str(tmp_path / "scratch")})
+        return egress.model_copy(update={"spec": egress.spec.model_copy(update={"config": config})})
+
+    result = run_manifest(
+        run_spark,
+        pipeline(),
+        sample_rows=2,  # the first two rows of the one CSV file: ann (19.99) and bob (-5.0)
+        redirect=redirect,
+        on_module_end=lambda module, outcome: seen.append((module, outcome)),
+    )
+    assert [m.id for m, _ in seen] == ["orders", "clean", "quality", "out"]
+    egress, written = seen[-1]
+    # The hook sees the Manifest's Egress; the write went where `redirect` sent it.
+    assert egress.spec.config.path == str(tmp_path / "out")
+    assert written.metadata["written"] is True and not (tmp_path / "out").exists()
+    scratch = [tuple(r) for r in run_spark.read.parquet(str(tmp_path / "scratch")).collect()]
+    assert scratch == [(1, "ann", 19.99)]
+    assert result.output("orders").count() == 2
+    assert result.cached == ["clean.main"]
+
+
+def test_on_module_end_sees_a_blocking_assert_before_the_run_stops(run_spark, pipeline):
+    seen = []
+    with pytest.raises(AssertionFailed):
+        run_manifest(
+            run_spark,
+            pipeline([{"type": "min_rows", "min": 100}]),
+            on_module_end=lambda module, outcome: seen.append((module.id, outcome.assertion)),
+        )
+    assert [module_id for module_id, _ in seen] == ["orders", "clean", "quality"]
+    assert seen[-1][1].blocking

@@ -19,6 +19,7 @@ from aqueduct_dagster.healing.gates import (
     LineageGate,
     SandboxGate,
     run_gates,
+    run_on_spark,
 )
 from aqueduct_dagster.healing.patch import PatchSpec
 
@@ -176,11 +177,10 @@ edges:
   - {{from: q, to: bad, port: spillway}}
 """
     manifest = compile_text(text, source_path=str(tmp_path / "p.yml"))
-    written = {}
-    from aqueduct_dagster.healing.gates import run_on_spark
-
     session = run_session(spark)
-    run_on_spark(session, manifest, sample_rows=None, scratch=tmp_path / "scratch",
-                 on_egress=lambda real, target: written.update({real.id: target.spec.config.path}))  # fmt: skip
+    run = run_on_spark(session, manifest, sample_rows=None, scratch=tmp_path / "scratch")
+    written = {real.id: target.spec.config.path for real, target in run.written}
+    assert set(written) == {"out", "bad"} and run.result.assertions["q"].quarantined == 1
+    assert written["out"] == str(tmp_path / "scratch" / "out")
     assert session.read.parquet(written["out"]).count() == 0  # US row -1 was quarantined
     assert [r.id for r in session.read.parquet(written["bad"]).collect()] == [2]
