@@ -338,6 +338,24 @@ class Store(ABC):
         keys = ("module_id", "module_type", "status", "duration_ms", "rows_written")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    def run_evidence(self, blueprint_id: str, run_ids: Sequence[str]) -> tuple[str, dict[str, dict[str, Any]]] | None:
+        """(run id, {module id: detail}) of the first of `run_ids` (newest first: the caller's
+        successful runs) that recorded evidence (Ingress snapshots, Egress contracts)."""
+        for run_id in run_ids:
+            rows = self.execute(
+                "SELECT module_id, detail_json FROM aq_module_metrics "
+                "WHERE blueprint_id = ? AND run_id = ? AND status = 'success'",
+                (blueprint_id, run_id),
+            )
+            evidence = {}
+            for module_id, detail in rows:
+                parsed = json.loads(detail or "{}")
+                if isinstance(parsed, dict) and {"columns", "snapshot", "contract"} & set(parsed):
+                    evidence[module_id] = parsed
+            if evidence:
+                return run_id, evidence
+        return None
+
     def runs(self, blueprint_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Runs seen by the store, newest first, with per-run module counts."""
         where, params = ("WHERE blueprint_id = ?", (blueprint_id,)) if blueprint_id else ("", ())

@@ -338,6 +338,9 @@ def _delta_commit(spark: SparkSession, target: str, by_name: bool) -> dict[str, 
     }
     if "numOutputRows" in metrics:
         facts["rows_written"] = metrics["numOutputRows"]
+    if last.get("profile") if isinstance(last, dict) else None:
+        # What this commit added (all of it for an overwrite): kept with the run as evidence.
+        facts["profile"] = last["profile"]
     return facts
 
 
@@ -361,15 +364,45 @@ def _last_commit_from_log(spark: SparkSession, table: Any) -> dict[str, Any] | N
             stream.close()
     except Exception:  # noqa: BLE001 - internal API or log layout not as expected
         return None
+    found = None
+    adds = []
     for line in text.splitlines():
         if '"commitInfo"' in line:
             info = json.loads(line)["commitInfo"]
-            return {
+            found = {
                 "version": version,
                 "operation": info.get("operation"),
                 "operationMetrics": info.get("operationMetrics") or {},
             }
-    return None
+        elif '"add"' in line:
+            adds.append(json.loads(line).get("add") or {})
+    if found is not None:
+        found["profile"] = files_profile(adds)
+    return found
+
+
+def files_profile(adds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Rows, NULLs and min/max per column of the files one commit added, summed from the
+    statistics Delta wrote into the log with them (no Spark job). None without statistics."""
+    rows, nulls, lows, highs = 0, {}, {}, {}
+    for add in adds:
+        try:
+            stats = json.loads(add.get("stats") or "null")
+        except ValueError:
+            return None
+        if not isinstance(stats, dict) or "numRecords" not in stats:
+            return None
+        rows += int(stats["numRecords"])
+        for column, count in (stats.get("nullCount") or {}).items():
+            if isinstance(count, int):
+                nulls[column] = nulls.get(column, 0) + count
+        for column, value in (stats.get("minValues") or {}).items():
+            if not isinstance(value, dict):
+                lows[column] = value if column not in lows else min(lows[column], value)
+        for column, value in (stats.get("maxValues") or {}).items():
+            if not isinstance(value, dict):
+                highs[column] = value if column not in highs else max(highs[column], value)
+    return {"rows": rows, "null_count": nulls, "min": lows, "max": highs} if adds else None
 
 
 def _delta_exists(spark: SparkSession, target: str, by_name: bool) -> bool:

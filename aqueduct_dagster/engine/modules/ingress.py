@@ -25,6 +25,7 @@ from aqueduct_dagster.engine.filesystem import spark_location, spark_path
 from aqueduct_dagster.engine.modules.common import reader_options, schema_facts
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.secrets import reveal_secrets
+from aqueduct_dagster.engine.snapshot import ingress_snapshot
 from aqueduct_dagster.engine.types import spark_type_name
 
 if TYPE_CHECKING:
@@ -109,13 +110,19 @@ def execute_ingress(
         check_schema_hint(frame, config.schema_hint)
 
     metadata: dict[str, Any] = {
-        "format": "table" if config.table and not config.format else fmt,
+        "format": metadata_format(config, fmt),
         "path": config.path,  # as written: secret tokens stay tokens
         "table": config.table,
         "option_keys": sorted(options),
         "columns": schema_facts(frame),
+        # The evidence a heal diffs against (no Spark job); recorded with the run, not shown.
+        "snapshot": ingress_snapshot(frame, fmt=metadata_format(config, fmt), options=options, location=config.path),
     }
     return ModuleResult(outputs={"main": frame}, metadata=metadata)
+
+
+def metadata_format(config: IngressConfig, fmt: str) -> str:
+    return "table" if config.table and not config.format else fmt
 
 
 def jdbc_driver(url: str) -> str | None:
