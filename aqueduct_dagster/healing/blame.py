@@ -306,6 +306,17 @@ _CAST_FRAGMENT = re.compile(r"^\s*cast\s*\((?P<operand>.+)\s+as\s+(?P<target>[^(
 _DIVIDE_FRAGMENT = re.compile(r"^(?P<a>[^/]+?)\s*/\s*(?P<b>[^/]+)$", re.S)
 
 
+#: Texts that stand for "no value" in exports: a try_cast turning them into NULL loses nothing.
+NULL_MARKERS = ("", "n/a", "na", "null", "none", "nan", "-", "--", "?", "#n/a", "nil", "missing", "unknown", ".")
+
+
+def lost_data_values(evidence: Mapping[str, Any] | None) -> int:
+    """Values a safe cast would drop that are not empty markers (0 for a division)."""
+    if not evidence or not evidence.get("measured") or evidence.get("kind") != "cast" or "lost_markers" not in evidence:
+        return 0  # a division, or evidence from before markers were counted
+    return int(evidence["had_values"]) - int(evidence["kept_values"]) - int(evidence.get("lost_markers", 0))
+
+
 def safe_expressions(fragment: str) -> tuple[str, str, str] | None:
     """(kind, what had values before, the safe form) for a failing CAST or division."""
     cast = _CAST_FRAGMENT.match(fragment)
@@ -343,16 +354,23 @@ def measure_safe_rewrite(spark: Any, manifest: Manifest, found: Blame, *, sample
     except Exception as error:  # noqa: BLE001 - the evidence is then missing, and says why
         return replace(found, evidence={"measured": False, "why": f"the sample could not be built: {type(error).__name__}"})
     schemas = {alias: [[f.name, f.dataType.simpleString()] for f in frame.schema.fields] for alias, frame in inputs.items()}
+    # Values a try_cast drops that are empty markers ('N/A', '-') were never data; any other
+    # dropped value is data in a new shape (another date format, a currency sign).
+    markers = ", ".join(f"'{m}'" for m in NULL_MARKERS)
+    marker_loss = (f"count(CASE WHEN ({before}) IS NOT NULL AND ({after}) IS NULL AND "
+                   f"lower(trim(CAST(({before}) AS STRING))) IN ({markers}) THEN 1 END) AS lost_markers")  # fmt: skip
     for alias, frame in inputs.items():
         try:
             row = frame.alias(alias).selectExpr(
-                "count(1) AS rows", f"count({before}) AS had_values", f"count({after}) AS kept_values"
+                "count(1) AS rows", f"count({before}) AS had_values", f"count({after}) AS kept_values",
+                marker_loss if kind == "cast" else "0 AS lost_markers",
             ).collect()[0]
         except Exception:  # noqa: BLE001 - the expression reads another input: try the next
             continue
         evidence = {"measured": True, "kind": kind, "expression": fragment, "safe_expression": after,
                     "input": alias, "sample_rows": sample_rows, "rows": int(row["rows"]),
-                    "had_values": int(row["had_values"]), "kept_values": int(row["kept_values"])}  # fmt: skip
+                    "had_values": int(row["had_values"]), "kept_values": int(row["kept_values"]),
+                    "lost_markers": int(row["lost_markers"])}  # fmt: skip
         return replace(found, evidence=evidence, input_schemas=schemas)
     return replace(found, evidence={"measured": False, "why": f"{fragment!r} does not resolve against one input"},
                    input_schemas=schemas)  # fmt: skip

@@ -79,6 +79,12 @@ class FailurePackage(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     failed_rules: list[dict[str, Any]] = Field(default_factory=list)
     recent_runs: list[dict[str, Any]] = Field(default_factory=list)
+    #: The newest successful run that recorded evidence (what drift and contracts compare with).
+    last_good_run: str | None = None
+    #: Per module id, what changed in the inputs since that run (healing/drift.py).
+    drift: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Per Egress id, the columns and row count it published in that run.
+    contracts: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: The run's Redactor, travelling with the package to every sink (never serialized).
     _redactor: Redactor | None = PrivateAttr(default=None)
 
@@ -135,6 +141,9 @@ def build_failure_package(
     trigger: Literal["run_failure", "assert"] = "run_failure",
     failed_rules: Sequence[Mapping[str, Any]] = (),
     recent_runs: Sequence[Mapping[str, Any]] = (),
+    last_good_run: str | None = None,
+    drift: Mapping[str, Any] | None = None,
+    contracts: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     redactor: Redactor | None = None,
 ) -> FailurePackage:
@@ -213,6 +222,9 @@ def build_failure_package(
         context=redactor.data(context),
         failed_rules=redactor.data([dict(r) for r in failed_rules], data_literals=True),
         recent_runs=redactor.data([dict(r) for r in recent_runs][:5]),
+        last_good_run=last_good_run,
+        drift=redactor.data(dict(drift or {})),
+        contracts=redactor.data(dict(contracts or {})),
     )
     return package.with_redactor(redactor)
 

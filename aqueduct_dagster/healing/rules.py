@@ -65,16 +65,14 @@ def rule(name: str) -> Callable[[Rule], Rule]:
 
 
 def diagnose_with_rules(package: FailurePackage) -> Diagnosis:
-    refusals: list[str] = []
     for name, function in _RULES:
         patch = function(package)
         if isinstance(patch, Refusal):
-            refusals.append(f"{name}: {patch.reason}")
-        elif patch is not None:
+            # A rule that knows this failure and refuses outranks every later, weaker reading.
+            return Diagnosis(patch=None, rule=None, reason=f"{name}: {patch.reason}")
+        if patch is not None:
             patch.misc.setdefault("diagnoser", f"rules/{name}")
             return Diagnosis(patch=patch, rule=name, reason=patch.rationale)
-    if refusals:
-        return Diagnosis(patch=None, rule=None, reason="; ".join(refusals))
     what = package.error.condition or package.error.exception_class or "this error"
     return Diagnosis(
         patch=None,
@@ -186,6 +184,182 @@ def _message_columns(message: str) -> list[str]:
     return [n for i, n in enumerate(names) if n and n not in names[:i]]
 
 
+# --------------------------------------------------------------------------- drift evidence
+# Rules that act on what changed since the last good run (package.drift, healing/drift.py).
+# They come first: where the evidence speaks, it outranks a reading of the error text.
+
+
+def _ingress_drifts(package: FailurePackage) -> list[dict[str, Any]]:
+    return [d for d in package.drift.values() if d.get("kind") == "ingress"]
+
+
+def _last_good(package: FailurePackage) -> str:
+    return f"the last good run ({package.last_good_run})" if package.last_good_run else "the last good run"
+
+
+def _set_options(module_id: str, updates: dict[str, Any]) -> list[dict]:
+    return [{"op": "set_module_config_key", "module_id": module_id, "key": f"options.{k}", "value": v}
+            for k, v in updates.items()]  # fmt: skip
+
+
+@rule("delimiter_changed")
+def delimiter_changed(package: FailurePackage) -> PatchSpec | Refusal | None:
+    for drift in _ingress_drifts(package):
+        change = drift.get("delimiter")
+        if not change:
+            continue
+        if not change.get("restores_schema"):
+            return Refusal(f"'{drift['module_id']}' reads one column named {change['header']!r}: the CSV delimiter "
+                           f"looks changed from {change['from']!r} to {change['to']!r}, but reading with "
+                           f"{change['to']!r} does not give back the columns of {_last_good(package)}")  # fmt: skip
+        return _patch(
+            package, "csv-delimiter", _set_options(drift["module_id"], {"sep": change["to"]}),
+            rationale=f"'{drift['module_id']}' now reads a single column named like the old header line: the "
+            f"file is delimited by {change['to']!r}; read with sep {change['to']!r} it has the columns of {_last_good(package)}",
+            root_cause=f"the CSV delimiter changed upstream from {change['from']!r} to {change['to']!r}",
+            category="schema_drift", confidence=0.9,
+        )  # fmt: skip
+    return None
+
+
+@rule("format_changed")
+def format_changed(package: FailurePackage) -> PatchSpec | Refusal | None:
+    for drift in _ingress_drifts(package):
+        change = drift.get("format")
+        if not change:
+            continue
+        if not change.get("restores_schema"):
+            return Refusal(f"the files of '{drift['module_id']}' now hold {change['to']} (from their content), not "
+                           f"{change['from']}, but read as {change['to']} they do not have the columns of "
+                           f"{_last_good(package)}")  # fmt: skip
+        operations = [{"op": "set_module_config_key", "module_id": drift["module_id"], "key": "format", "value": change["to"]}]
+        operations += _set_options(drift["module_id"], change.get("options") or {})
+        return _patch(
+            package, "source-format", operations,
+            rationale=f"the files of '{drift['module_id']}' are {change['to']} (told from their content, {change.get('files')} "
+            f"file(s)); read as {change['to']} they have the columns of {_last_good(package)}",
+            root_cause=f"the upstream system changed its output format from {change['from']} to {change['to']}",
+            category="wrong_format", confidence=0.85,
+        )  # fmt: skip
+    return None
+
+
+@rule("retyped_column")
+def retyped_column(package: FailurePackage) -> PatchSpec | Refusal | None:
+    """An input column whose type changed upstream while every value still casts back: reads
+    cast it back, so what the pipeline publishes keeps its type. When values no longer cast
+    back, the change is one of meaning (currency strings, a new format): a person decides."""
+    for drift in _ingress_drifts(package):
+        measured = drift.get("cast_back") or {}
+        for path, old, new in drift.get("retyped") or []:
+            if path not in measured or not _reads_column(package, drift["module_id"], path):
+                continue
+            m = measured[path]
+            if new != "string" or old == "string":
+                # Only text that still spells the old type is cast back: narrowing the other
+                # way (a string column now read as numbers, a double as int) loses what was
+                # there (leading zeros, fractions) without an error.
+                return Refusal(f"'{path}' of '{drift['module_id']}' changed from {old} to {new} since "
+                               f"{_last_good(package)}; casting it back could change values silently: a person decides")  # fmt: skip
+            if m["had"] == 0 or m["kept"] < m["had"]:
+                return Refusal(f"'{path}' of '{drift['module_id']}' changed from {old} to {new} since {_last_good(package)}, "
+                               f"and {m['had'] - m['kept']} of {m['had']} sampled values no longer cast to {old}: "
+                               f"the values changed meaning, a person decides")  # fmt: skip
+            operations = _hint_follows(package, drift["module_id"], path, new)
+            for module_id, key, text in _sql_readers(package, drift["module_id"]):
+                if sql_edit.contains_identifier(text, path):
+                    operations.append({"op": "set_module_config_key", "module_id": module_id, "key": key,
+                                       "value": sql_edit.cast_input_column(text, path, old)})  # fmt: skip
+            if not any(op["key"] != "schema_hint" and not op["key"].startswith("schema_hint.") for op in operations):
+                return None
+            return _patch(
+                package, "cast-back", operations,
+                rationale=f"'{path}' of '{drift['module_id']}' now arrives as {new} (it was {old} in {_last_good(package)}); "
+                f"all {m['had']} sampled values cast back to {old}, so its readers cast it and the published type stays {old}",
+                root_cause=f"upstream retyped `{path}` from {old} to {new}",
+                category="schema_drift", confidence=0.85,
+            )  # fmt: skip
+    return None
+
+
+def _reads_column(package: FailurePackage, ingress: str, column: str) -> bool:
+    return any(sql_edit.contains_identifier(text, column) for _, _, text in _sql_readers(package, ingress))
+
+
+def _sql_readers(package: FailurePackage, ingress: str) -> list[tuple[str, str, str]]:
+    """(module id, key, SQL) of the modules in the package that read `ingress` directly."""
+    found = []
+    for neighbour in package.neighbourhood:
+        sources = {entry.partition(" as ")[0] for entry in neighbour.inputs}
+        if ingress in sources and neighbour.id != ingress:
+            found += [(neighbour.id, key, text) for key, text in _text_fields(neighbour.config)]
+    return found
+
+
+def _hint_follows(package: FailurePackage, ingress: str, column: str, new_type: str) -> list[dict]:
+    """The Ingress's schema_hint, if it pins `column`, now says the type the data has."""
+    if package.failed_module != ingress:
+        return []
+    hint = (package.module_raw.get("config") or {}).get("schema_hint")
+    if isinstance(hint, dict) and isinstance(hint.get("columns"), list):
+        columns = [dict(c, type=new_type) if c.get("name") == column else c for c in hint["columns"]]
+        return [{"op": "set_module_config_key", "module_id": ingress, "key": "schema_hint.columns", "value": columns}]
+    if isinstance(hint, dict) and column in hint:
+        return [{"op": "set_module_config_key", "module_id": ingress, "key": f"schema_hint.{column}", "value": new_type}]
+    return []
+
+
+def _removed_match(package: FailurePackage, missing: str) -> tuple[dict[str, Any], str] | None:
+    """The drift entry and field path in which `missing` disappeared since the last good run."""
+    lowered = missing.lower()
+    for drift in package.drift.values():
+        for path, _type in drift.get("removed") or []:
+            if path.lower() == lowered or path.lower().rsplit(".", 1)[-1] == lowered:
+                return drift, path
+    return None
+
+
+def _rename_from_drift(package: FailurePackage, missing: str) -> PatchSpec | Refusal | None:
+    """A column (or nested field) the last good run had: renamed only where one reading exists."""
+    found = _removed_match(package, missing)
+    if found is None:
+        return None  # not a drift: the Blueprint asks for something no good run had (a typo)
+    drift, path = found
+    renamed = {old: new for old, new, _ in drift.get("renamed") or []}
+    where = drift["module_id"]
+    if path not in renamed:
+        candidates = (drift.get("rename_candidates") or {}).get(path) or []
+        added = ", ".join(f"{p} {t}" for p, t in drift.get("added") or []) or "none"
+        if candidates:
+            return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)}; several new fields could "
+                           f"be it ({', '.join(candidates)}): a person decides which")  # fmt: skip
+        return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)} and no new field of its type "
+                       f"replaces it (added: {added}): nothing carries its values now")  # fmt: skip
+    new = renamed[path]
+    nested = "." in path
+    old_name, new_name = path.rsplit(".", 1)[-1], new.rsplit(".", 1)[-1]
+
+    def rename(text: str) -> str | None:
+        if nested:
+            return sql_edit.replace_path(text, path, new) if sql_edit.contains_path(text, path) else None
+        if not sql_edit.contains_identifier(text, old_name):
+            return None
+        # The column was renamed in the input: reads follow it, the outputs keep their names.
+        return sql_edit.rename_input_column(text, old_name, new_name)
+
+    operations = _rewrite_sql_sites(package, rename)
+    if not operations:
+        return Refusal(f"'{path}' of '{where}' was renamed '{new}', but '{package.failed_module}' does not write "
+                       f"'{path}' where a patch can change it")  # fmt: skip
+    return _patch(
+        package, "rename-field" if nested else "rename-column", operations,
+        rationale=f"'{path}' of '{where}' became '{new}' since {_last_good(package)}: it is the only new field of "
+        f"the same type{' under the same parent' if nested else ''}",
+        root_cause=f"upstream schema drift: `{path}` was renamed `{new}` in '{where}'",
+        category="schema_drift", confidence=0.9,
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- rules
 
 
@@ -200,6 +374,11 @@ def unresolved_column(package: FailurePackage) -> PatchSpec | None:
     if not object_name:
         return None
     missing = sql_edit.strip_identifier(object_name)
+    # Where the column disappeared since the last good run, the drift decides; where no good
+    # run had it either, the Blueprint has a typo and the reading below applies.
+    evidence = _rename_from_drift(package, missing)
+    if evidence is not None:
+        return evidence
     candidates = sql_edit.split_proposals(_param(package, "proposal") or "")
     candidates += [c for c in _message_columns(package.error.message) if c not in candidates]
     upstream = {c for cols in package.upstream_columns().values() for c in cols}
@@ -247,7 +426,18 @@ def path_not_found(package: FailurePackage) -> PatchSpec | None:
         return None
     missing_path = _param(package, "path") or ""
     missing = Path(re.sub(r"^file:", "", missing_path))
-    found = _nearest_existing(missing)
+    moved = (package.drift.get(package.failed_module) or {}).get("location")
+    if moved:
+        if not moved.get("to"):
+            shown = "; ".join(f"{c['path']} (schema {'matches' if c['same_schema'] else 'differs'}, "
+                              f"{'not older' if c['not_older'] else 'older'})" for c in moved.get("candidates") or [])  # fmt: skip
+            return Refusal(f"'{missing}' is gone and no single folder beside it holds the schema of "
+                           f"{_last_good(package)} with input not older than it: {shown or 'no candidates'}")  # fmt: skip
+        found = Path(moved["to"])
+    elif package.last_good_run:
+        return None  # a good run read it, yet nothing decides where it went: no name guess
+    else:
+        found = _nearest_existing(missing)
     if found is None:
         return None
     replacements = [
@@ -351,6 +541,13 @@ def _evidence_refusal(package: FailurePackage, safe_form: str) -> Refusal | None
     if not evidence.get("measured"):
         return Refusal(f"{safe_form} not proposed for '{package.failed_module}': its effect could not be "
                        f"measured on sampled input ({evidence.get('why', 'no sample')})")  # fmt: skip
+    lost = blame.lost_data_values(evidence)
+    if lost > 0:
+        return Refusal(
+            f"{safe_form} in '{package.failed_module}' would turn {lost} of {evidence.get('had_values')} sampled values "
+            f"of {evidence.get('expression')!r} into NULL that are not empty markers (N/A, -, null...): they look "
+            f"like data in a new shape (another format, a unit or currency sign); a person decides"
+        )  # fmt: skip
     if blame.nulls_whole_column(evidence):
         return Refusal(
             f"{safe_form} would turn every value of {evidence.get('expression')!r} in '{package.failed_module}' "
@@ -507,7 +704,15 @@ def ambiguous_reference(package: FailurePackage) -> PatchSpec | None:
     references = re.findall(r"`([^`]+)`\.`[^`]+`", _param(package, "referenceNames") or "")
     if not name or not references:
         return None
-    qualifier = references[0]
+    # The side that had the column in the last good run is the one the query meant; the
+    # side listed first by Spark is only the first in the plan (often the one that gained it).
+    sides = _qualifier_sources(package)
+    had = [q for q in references if name.lower() in _columns_before(package, sides.get(q.lower(), q))]
+    if len(had) != 1:
+        before = {q: sorted(_columns_before(package, sides.get(q.lower(), q)))[:12] for q in references}
+        return Refusal(f"'{name}' is in {', '.join(references)}; {'none' if not had else 'more than one'} of them "
+                       f"had it in {_last_good(package)} (columns then: {before}): a person picks the side")  # fmt: skip
+    qualifier = had[0]
     operations = _rewrite_sql_sites(
         package,
         lambda t: sql_edit.qualify_identifier(t, name, qualifier) if sql_edit.contains_identifier(t, name) else None,
@@ -520,6 +725,35 @@ def ambiguous_reference(package: FailurePackage) -> PatchSpec | None:
         root_cause=f"AMBIGUOUS_REFERENCE: `{name}` is in {', '.join(references)}",
         category="sql", confidence=0.7,
     )  # fmt: skip
+
+
+def _qualifier_sources(package: FailurePackage) -> dict[str, str]:
+    """Table alias in the failed module's SQL -> the module it reads (`s` -> `shipments`)."""
+    import sqlglot
+    from sqlglot import exp
+
+    inputs = {}
+    for neighbour in package.neighbourhood:
+        if neighbour.role == "failed":
+            for entry in neighbour.inputs:
+                source, _, alias = entry.partition(" as ")
+                inputs[(alias or source).lower()] = source
+    sides: dict[str, str] = {}
+    for _key, text in _text_fields(package.module_raw.get("config") or {}):
+        try:
+            tree = sqlglot.parse_one(text, read="spark")
+        except Exception:  # noqa: BLE001 - templated or partial SQL: no aliases from it
+            continue
+        for table in tree.find_all(exp.Table):
+            source = inputs.get(table.name.lower(), table.name)
+            sides[table.alias_or_name.lower()] = source
+            sides[table.name.lower()] = source
+    return sides
+
+
+def _columns_before(package: FailurePackage, module_id: str) -> set[str]:
+    drift = package.drift.get(module_id) or {}
+    return {c.lower() for c in drift.get("columns_before") or []}
 
 
 def _engine_patch(package: FailurePackage, slug: str, key: str, value: str, *, rationale: str,

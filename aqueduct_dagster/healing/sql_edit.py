@@ -57,12 +57,20 @@ def contains_identifier(sql: str, name: str) -> bool:
     return hit
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def as_identifier(name: str) -> str:
+    """`name` as SQL must write it: backtick-quoted unless it is a plain word."""
+    return name if _PLAIN.fullmatch(name) else "`" + name.replace("`", "``") + "`"
+
+
 def replace_identifier(sql: str, old: str, new: str) -> str:
-    """Rename column `old` to `new` wherever it is used as an identifier."""
+    """Rename column `old` to `new` wherever it is used as an identifier (quoted as needed)."""
     pattern = identifier_pattern(old)
 
     def rename(segment: str) -> str:
-        return pattern.sub(lambda m: f"`{new}`" if m.group(1).startswith("`") else new, segment)
+        return pattern.sub(lambda m: "`" + new.replace("`", "``") + "`" if m.group(1).startswith("`") else as_identifier(new), segment)
 
     return _edit_outside_protected(sql, rename)
 
@@ -118,6 +126,33 @@ def select_aliases_using(sql: str, column: str) -> list[str]:
 _SELECT_LIST = re.compile(r"(\bSELECT\s+(?:DISTINCT\s+)?)(.*?)(\s+FROM\b)", re.I | re.S)
 
 
+_AS_BEFORE = re.compile(r"\bAS\s+$", re.I)
+
+
+def rename_input_column(sql: str, old: str, new: str) -> str:
+    """An input column renamed upstream: every read of `old` reads `new`; what the query
+    outputs keeps its names (`AS old` aliases stay, a bare `old` becomes `new AS old`)."""
+    pattern = identifier_pattern(old)
+
+    def rename(segment: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            if _AS_BEFORE.search(segment[: match.start()]):
+                return match.group(0)  # an output name, not a read
+            return as_identifier(new)
+
+        return pattern.sub(one, segment)
+
+    renamed = _edit_outside_protected(sql, rename)
+    match = _SELECT_LIST.search(renamed)
+    if match is None:
+        return renamed
+    written = re.escape(as_identifier(new))
+    bare = re.compile(rf"^(\s*)((?:\w+\.)?{written})(\s*)$")
+    items = re.split(r"(,)(?![^()]*\))", match.group(2))
+    kept = [bare.sub(lambda m: f"{m.group(1)}{m.group(2)} AS {as_identifier(old)}{m.group(3)}", item) for item in items]
+    return renamed[: match.start(2)] + "".join(kept) + renamed[match.end(2) :]
+
+
 def rename_keeping_output(sql: str, old: str, new: str) -> str:
     """Rename column `old` to `new`, but keep the query's output column called `old`.
 
@@ -130,7 +165,8 @@ def rename_keeping_output(sql: str, old: str, new: str) -> str:
     items = re.split(r"(,)(?![^()]*\))", match.group(2))
     bare = re.compile(rf"^(\s*)(\w+\.)?`?{re.escape(old)}`?(\s*)$", re.I)
     kept = [
-        bare.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{new} AS {old}{m.group(3)}", item) if bare.match(item) else item
+        bare.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{as_identifier(new)} AS {as_identifier(old)}{m.group(3)}", item)
+        if bare.match(item) else item
         for item in items
     ]
     head = sql[: match.start(2)]
@@ -140,3 +176,54 @@ def rename_keeping_output(sql: str, old: str, new: str) -> str:
         for item, original in zip(kept, items, strict=True)
     )
     return replace_identifier(head, old, new) + select_list + replace_identifier(tail, old, new)
+
+
+def _path_pattern(path: str) -> re.Pattern[str]:
+    parts = [rf"(?:`{re.escape(p)}`|{re.escape(p)})" for p in path.split(".")]
+    # An optional table qualifier in front (`s.device.os.name`), nothing longer around it.
+    return re.compile(r"(?<![\w`.])((?:\w+\.)?)" + r"\.".join(parts) + r"(?![\w`])", re.I)
+
+
+def contains_path(sql: str, path: str) -> bool:
+    hit = False
+
+    def probe(segment: str) -> str:
+        nonlocal hit
+        hit = hit or bool(_path_pattern(path).search(segment))
+        return segment
+
+    _edit_outside_protected(sql, probe)
+    return hit
+
+
+def replace_path(sql: str, old: str, new: str) -> str:
+    """A nested field reference `a.b.old` becomes `a.b.new` (each part quoted as needed)."""
+    written = ".".join(as_identifier(p) for p in new.split("."))
+    pattern = _path_pattern(old)
+    return _edit_outside_protected(sql, lambda s: pattern.sub(lambda m: m.group(1) + written, s))
+
+
+def cast_input_column(sql: str, column: str, type_name: str) -> str:
+    """Every read of input `column` becomes `CAST(column AS type)`; outputs keep their names
+    (a bare `column` in the select list becomes `CAST(column AS type) AS column`)."""
+    pattern = identifier_pattern(column)
+    written = as_identifier(column)
+    cast = f"CAST({written} AS {type_name})"
+
+    def rewrite(segment: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            before = segment[: match.start()]
+            if _AS_BEFORE.search(before) or re.search(r"\.\s*$", before):
+                return match.group(0)  # an output name, or a field of something else
+            return cast
+
+        return pattern.sub(one, segment)
+
+    rewritten = _edit_outside_protected(sql, rewrite)
+    match = _SELECT_LIST.search(rewritten)
+    if match is None:
+        return rewritten
+    bare = re.compile(rf"^(\s*){re.escape(cast)}(\s*)$")
+    items = re.split(r"(,)(?![^()]*\))", match.group(2))
+    kept = [bare.sub(lambda m: f"{m.group(1)}{cast} AS {written}{m.group(2)}", item) for item in items]
+    return rewritten[: match.start(2)] + "".join(kept) + rewritten[match.end(2) :]

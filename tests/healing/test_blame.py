@@ -256,7 +256,9 @@ def test_the_measure_counts_what_try_cast_keeps_on_the_sample(spark, picks_on_di
     assert measured.evidence == {
         "measured": True, "kind": "cast", "expression": "CAST(qty AS INT)", "safe_expression": "try_cast(qty AS INT)",
         "input": "picks", "sample_rows": 1000, "rows": 40, "had_values": 40, "kept_values": 37,
+        "lost_markers": 3,  # the three dropped values are 'N/A': no data is lost
     }  # fmt: skip
+    assert blame.lost_data_values(measured.evidence) == 0
     assert measured.input_schemas == {"picks": [["pick_id", "string"], ["site", "string"], ["qty", "string"]]}
     # An expression blame did not find written in the module is never evaluated.
     elsewhere = blame.Blame("typed_picks", "units_quality", "sample_replay", "", fragment="CAST(weight AS INT)")
