@@ -18,13 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.engine.errors import ModuleFailed
+from aqueduct_dagster.engine.registry import execute_module
+from aqueduct_dagster.engine.results import ModuleResult
+from aqueduct_dagster.engine.runner import RunResult, run_manifest
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
+from aqueduct_dagster.healing.contract import OutputProfile, profile_output, violations
 from aqueduct_dagster.healing.effect import (
     EffectPolicy,
     compiled_effect,
@@ -73,6 +77,10 @@ class Candidate:
     #: The manifest whose effect and SQL the effect gate passed (the Spark gates insist on it).
     effect_checked: Manifest | None = None
     escalate_reasons: list[str] = field(default_factory=list)
+    #: Per Egress id, what the sandbox replay would publish (set by the sandbox gate).
+    sandbox_outputs: dict[str, OutputProfile] = field(default_factory=dict)
+    #: Whether that replay read every input row (no Ingress had more than the sample).
+    sandbox_whole_input: bool = False
 
     @property
     def root_path(self) -> Path:
@@ -347,16 +355,24 @@ class LineageGate(Gate):
         module = candidate.manifest.module(package.failed_module)
         if not module.sql:
             return self.ok("not a SQL module: skipped")
+        edited_upstream = _edited_upstream(candidate.patch, candidate.manifest, module.id)
+        if edited_upstream:
+            # The recorded schemas are those of the inputs before the patch changed them.
+            return self.ok(f"the patch changes {', '.join(edited_upstream)} upstream: the sandbox judges the reads")
         available = {c.lower() for cols in known.values() for c in cols}
         outputs = _select_aliases(module.sql)
         try:
             used = referenced_columns(module.sql)
+            tables = _table_names(module.sql)
         except AqueductError as error:
             return self.reject(f"the patched SQL does not parse: {error.message}")
         missing = sorted(
             {
                 column
-                for columns in used.values()
+                for qualifier, columns in used.items()
+                # `device.os.family` reads a field of the struct column `device`: the flat
+                # schemas cannot tell; the sandbox does.
+                if qualifier is None or qualifier.lower() in tables
                 for column in columns
                 if column.lower() not in available and column.lower() not in outputs
             }
@@ -367,6 +383,31 @@ class LineageGate(Gate):
                 f"(inputs have: {', '.join(sorted(available))})"
             )
         return self.ok()
+
+
+def _edited_upstream(patch: PatchSpec, manifest: Manifest, module_id: str) -> list[str]:
+    """Modules upstream of `module_id` that the patch edits."""
+    upstream, stack = set(), [module_id]
+    while stack:
+        for edge in manifest.module(stack.pop()).inputs:
+            if edge.source not in upstream:
+                upstream.add(edge.source)
+                stack.append(edge.source)
+    edited = {getattr(op, "module_id", None) for op in patch.operations}
+    return sorted(m for m in edited if m in upstream)
+
+
+def _table_names(sql: str) -> set[str]:
+    import sqlglot
+    from sqlglot import exp
+
+    from aqueduct_dagster.blueprint.lineage import analysable_sql
+
+    try:
+        tree = sqlglot.parse_one(analysable_sql(sql), read="spark")
+    except sqlglot.errors.ParseError as error:
+        raise AqueductError(f"the SQL does not parse: {error}") from None
+    return {name.lower() for t in tree.find_all(exp.Table) for name in (t.name, t.alias_or_name) if name}
 
 
 def _select_aliases(sql: str) -> set[str]:
@@ -401,48 +442,33 @@ def _scratch_module(module: CompiledModule, scratch: Path, *, staging: bool = Fa
     return module.model_copy(update={"spec": module.spec.model_copy(update={"config": new_config})})
 
 
+class ScratchRun(NamedTuple):
+    """A replay with its writes in scratch: the runner's result, and every Egress written as
+    (the Egress of the Manifest, the scratch Egress that wrote in its place)."""
+
+    result: RunResult
+    written: list[tuple[CompiledModule, CompiledModule]]
+
+
 def run_on_spark(spark: Any, manifest: Manifest, *, sample_rows: int | None, scratch: Path,
-                 on_egress: Callable[[CompiledModule, Any], None] | None = None,
-                 staging: bool = False) -> None:  # fmt: skip
-    """Run a manifest with Egress writes redirected to `scratch`, optionally on sampled input.
-
-    Ports are honoured as in a real run: Junction branches, spillways (with `error_types`),
-    Probe signals into Regulators; a closed Regulator skips what is downstream of it.
+                 staging: bool = False) -> ScratchRun:  # fmt: skip
+    """Run a manifest as a real run does (`run_manifest`: ports, spillways, Probes, polling
+    Regulators, shared frames cached), Egress writes redirected to `scratch`, optionally on
+    `sample_rows` rows per Ingress. A blocking Assert raises AssertionFailed.
     """
-    from aqueduct_dagster.engine import AssertionFailed, execute_module, filter_spillway
-    from aqueduct_dagster.engine.udfs import register_udfs
+    targets: dict[str, CompiledModule] = {}
+    written: list[tuple[CompiledModule, CompiledModule]] = []
 
-    register_udfs(spark, manifest)
-    outputs: dict[str, dict[str, Any]] = {}
-    for module in manifest.modules.values():
-        inputs: dict[str, Any] = {}
-        for edge in module.inputs:
-            published = outputs.get(edge.source)
-            if published is None or (edge.port not in published and "main" not in published):
-                break  # upstream skipped (closed Regulator): so is this module
-            value = published.get(edge.port, published.get("main"))
-            if edge.port == "spillway" and edge.error_types:
-                value = filter_spillway(value, list(edge.error_types))
-            inputs[edge.alias] = value
-        else:
-            if module.type == "Egress":
-                target = _scratch_module(module, scratch, staging=staging)
-                execute_module(spark, target, inputs)
-                if on_egress is not None:
-                    on_egress(module, target)
-                outputs[module.id] = {}
-                continue
-            result = execute_module(spark, module, inputs)
-            if result.assertion is not None and result.assertion.blocking:
-                raise AssertionFailed(module.id, result.assertion)
-            published = dict(result.outputs)
-            if module.type == "Probe":
-                published = {"main": result.metadata.get("signals", [])}
-            if module.type == "Ingress" and sample_rows is not None and "main" in published:
-                published["main"] = published["main"].limit(sample_rows)
-            if module.type == "Regulator" and result.metadata.get("skipped"):
-                continue
-            outputs[module.id] = published
+    def redirect(egress: CompiledModule) -> CompiledModule:
+        targets[egress.id] = _scratch_module(egress, scratch, staging=staging)
+        return targets[egress.id]
+
+    def record(module: CompiledModule, _outcome: ModuleResult) -> None:
+        if module.id in targets:  # an Egress that finished writing
+            written.append((module, targets[module.id]))
+
+    result = run_manifest(spark, manifest, sample_rows=sample_rows, redirect=redirect, on_module_end=record)
+    return ScratchRun(result, written)
 
 
 class SandboxGate(Gate):
@@ -472,13 +498,60 @@ class SandboxGate(Gate):
         if refusal:
             return self.reject(refusal)
         scratch = Path(tempfile.mkdtemp(prefix="aq-sandbox-", dir=self.scratch_root))
+        spark = self.spark_factory()
         try:
-            run_on_spark(self.spark_factory(), manifest, sample_rows=sample, scratch=scratch)
+            run = run_on_spark(spark, manifest, sample_rows=sample, scratch=scratch)
+            contracts = candidate.package.contracts if candidate.package is not None else {}
+            if contracts:  # measured only where there is a last good output to hold it against
+                candidate.sandbox_outputs = _published(run, contracts)
+                candidate.sandbox_whole_input = sample is None or _whole_input(spark, manifest, sample)
         except Exception as error:  # noqa: BLE001 - any failure of the candidate is a rejection
             return self.reject(f"the patched pipeline fails on sampled input: {_failure_text(candidate, error)}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.ok(f"replayed on {sample or 'all'} input rows per Ingress")
+
+
+def _published(run: ScratchRun, contracts: dict[str, Any]) -> dict[str, OutputProfile]:
+    """What each Egress with a contract received in the replay, measured (one job each)."""
+    outcomes = run.result.modules
+    return {egress: profile_output(outcomes[egress].outputs["main"])
+            for egress in contracts if egress in outcomes and "main" in outcomes[egress].outputs}  # fmt: skip
+
+
+def _whole_input(spark: Any, manifest: Manifest, sample: int) -> bool:
+    """No Ingress holds more rows than the sample: the replay saw all of the input."""
+    for module in manifest.modules.values():
+        if module.type == "Ingress":
+            frame = execute_module(spark, module, {}).outputs.get("main")
+            if frame is not None and frame.limit(sample + 1).count() > sample:
+                return False
+    return True
+
+
+class ContractGate(Gate):
+    """The sandbox's outputs keep the last good run's contract (healing/contract.py)."""
+
+    name = "contract"
+
+    def check(self, candidate: Candidate) -> GateResult:
+        package = candidate.package
+        if package is None or not package.contracts:
+            return self.ok("no last good run on record: skipped")
+        if not candidate.sandbox_outputs:
+            return self.ok("no published output was replayed: skipped")
+        found = []
+        for egress, profile in candidate.sandbox_outputs.items():
+            found += [f"'{egress}': {v}" for v in
+                      violations(package.contracts[egress], profile, whole_input=candidate.sandbox_whole_input)]  # fmt: skip
+        if found:
+            return self.reject(f"the patched pipeline runs but breaks the output of {_last_good(package)}: "
+                               + "; ".join(found))  # fmt: skip
+        return self.ok(f"outputs keep the contract of {_last_good(package)}")
+
+
+def _last_good(package: FailurePackage) -> str:
+    return f"the last good run ({package.last_good_run})" if package.last_good_run else "the last good run"
 
 
 def _failure_text(candidate: Candidate, error: Exception) -> str:
@@ -534,7 +607,6 @@ class FullRunGate(Gate):
 
     def check(self, candidate: Candidate) -> GateResult:
         from aqueduct_dagster.blueprint.depot import uses_depot
-        from aqueduct_dagster.engine import execute_module
 
         assert candidate.manifest is not None, "the compile gate runs first"
         if uses_depot(candidate.manifest):
@@ -550,11 +622,9 @@ class FullRunGate(Gate):
         if refusal:
             return self.reject(refusal)
         spark = self.spark_factory()
-        written: list[tuple[CompiledModule, CompiledModule]] = []
         scratch = Path(tempfile.mkdtemp(prefix="aq-fullrun-", dir=self.scratch_root))
         try:
-            run_on_spark(spark, manifest, sample_rows=None, scratch=scratch, staging=True,
-                         on_egress=lambda real, target: written.append((real, target)))  # fmt: skip
+            written = run_on_spark(spark, manifest, sample_rows=None, scratch=scratch, staging=True).written
             # Every output was produced: now publish them with their real write semantics.
             for real, target in written:
                 frame = spark.read.parquet(target.spec.config.path)

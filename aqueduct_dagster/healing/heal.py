@@ -23,6 +23,7 @@ from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.gates import (
     Candidate,
     CompileGate,
+    ContractGate,
     EffectGate,
     FullRunGate,
     Gate,
@@ -175,6 +176,7 @@ class Healer:
             depot = Depot(self.settings.store, blueprint_id)
             gates.append(SandboxGate(self.settings.spark_factory, sample_rows=self.settings.sample_rows,
                                      depot_lookup=depot.get))  # fmt: skip
+            gates.append(ContractGate())
         return gates
 
     def _diagnose_and_gate(self, package: FailurePackage, blueprint_text: str, policy: Agent) -> HealOutcome:
