@@ -20,11 +20,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
+# The pom ships in the package; `aqueduct jars fetch` resolves it with Maven (as users do),
+# here into the checkout's .jars/, which the engine prefers over the user cache.
 jars: .jars/.fetched
-.jars/.fetched: jvm/pom.xml
-	command -v mvn >/dev/null || { echo "Maven (mvn) is required to fetch the Delta Lake jars" >&2; exit 1; }
-	rm -rf .jars
-	cd jvm && mvn -q -B dependency:copy-dependencies -DoutputDirectory=../.jars -DincludeScope=runtime
+.jars/.fetched: aqueduct_dagster/jvm/pom.xml | venv
+	$(VENV)/bin/aqueduct jars fetch --dest .jars
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -154,12 +154,17 @@ def check_java() -> CheckResult:
 
 
 def check_jars() -> CheckResult:
-    from aqueduct_dagster.engine.session import jars_dir
+    from aqueduct_dagster.engine.jars import jars_dir, missing_jars
 
     try:
         folder = jars_dir()
     except AqueductError as error:
         return CheckResult("FAIL", "jars", _one_line(error))
+    missing = missing_jars(folder)
+    if missing:
+        return CheckResult(
+            "FAIL", "jars", f"{folder} lacks {', '.join(missing)} (this release's jars): run `aqueduct jars fetch`"
+        )
     delta = sorted(p.name for p in folder.glob("delta-spark_*.jar"))
     return CheckResult("ok", "jars", f"{len(list(folder.glob('*.jar')))} jars in {folder} ({delta[0]})")
 

@@ -6,12 +6,11 @@ the `aqueduct_heal` job, whose run shows up in the UI like any other, with its l
 """
 
 
-import json
 import os
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 
@@ -79,27 +78,33 @@ def _revision_event(revision, redactor: Any = None) -> dg.AssetMaterialization:
 
 
 def reload_code_location(log: Any) -> bool:
-    """Ask the webserver to reload the code location, so the UI shows the new definitions."""
+    """Ask the webserver to reload the code location, so the UI shows the new definitions.
+
+    Best effort: a revision is already applied, so every failure is logged, never raised.
+    """
+    from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
+
     url = os.environ.get("AQUEDUCT_DAGSTER_URL")
     location = os.environ.get("AQUEDUCT_CODE_LOCATION", "aqueduct_dagster.definitions")
     if not url:
         log.info("AQUEDUCT_DAGSTER_URL is not set: reload the code location to see the new revision")
         return False
-    query = (
-        "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) "
-        "{ __typename } }"
-    )
-    body = json.dumps({"query": query, "variables": {"name": location}}).encode()
-    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            result = json.load(response)
-    except OSError as error:
-        log.warning(f"could not reload code location '{location}' at {url}: {error}")
+        parts = urlsplit(url)
+        client = DagsterGraphQLClient(
+            parts.hostname or "", port_number=parts.port, use_https=parts.scheme == "https",
+            timeout=120, path_prefix=parts.path.rstrip("/"),
+        )  # fmt: skip
+        info = client.reload_repository_location(location)
+    except Exception as error:  # noqa: BLE001 - connection, HTTP or GraphQL errors, a malformed URL
+        detail = " ".join(str(error).split())[:300]  # the client's errors quote the whole query
+        log.warning(f"could not reload code location '{location}' at {url}: {type(error).__name__}: {detail}")
         return False
-    kind = ((result.get("data") or {}).get("reloadRepositoryLocation") or {}).get("__typename")
-    log.info(f"reloaded code location '{location}': {kind}")
-    return kind == "WorkspaceLocationEntry"
+    if info.status != ReloadRepositoryLocationStatus.SUCCESS:
+        log.warning(f"could not reload code location '{location}' at {url}: {info.failure_type}: {info.message}")
+        return False
+    log.info(f"reloaded code location '{location}'")
+    return True
 
 
 # --------------------------------------------------------------------------- heal job
@@ -171,7 +176,11 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     config_file = _config()
     manifest = compile_blueprint(blueprint_path)
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=failed_run.job_name), limit=5)
-    fault = _blame(manifest, error["module_id"], spark_error, config_file, context.log)
+    session = _lazy_session(manifest, config_file)
+    fault = _blame(manifest, error["module_id"], spark_error, session, context.log)
+    input_schemas = fault.input_schemas if fault.moved else error.get("input_schemas")
+    last_good, evidence = _last_good_evidence(instance, failed_run, _store(config_file))
+    drift = _drift(manifest, fault.module_id, evidence, input_schemas, session, context.log)
     package = build_failure_package(
         manifest=manifest,
         blueprint_text=Path(blueprint_path).read_text(encoding="utf-8"),
@@ -180,7 +189,10 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         fault=fault.to_dict(),
         error=spark_error,
         # The recorded schemas are those of the surfacing module's inputs.
-        input_schemas=fault.input_schemas if fault.moved else error.get("input_schemas"),
+        input_schemas=input_schemas,
+        last_good_run=last_good,
+        drift=drift,
+        contracts={mid: e["contract"] for mid, e in evidence.items() if e.get("contract")},
         run_id=config.run_id,
         trigger=trigger,
         failed_rules=failed_rules,
@@ -230,7 +242,44 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
 BLAME_SAMPLE_ROWS = 1000
 
 
-def _blame(manifest: Manifest, surfaced_in: str, spark_error: dict[str, Any], config: AqueductConfig,
+def _lazy_session(manifest: Manifest, config: AqueductConfig) -> Any:
+    """One session for blame, drift and the measure, started only when one of them needs it."""
+    sessions: list[Any] = []
+
+    def session() -> Any:
+        if not sessions:
+            sessions.append(_spark_factory(manifest, config)())
+        return sessions[0]
+
+    return session
+
+
+def _last_good_evidence(instance: dg.DagsterInstance, failed_run: Any, store: Any) -> tuple[str | None, dict[str, Any]]:
+    """The newest successful run of the same job that recorded evidence, and that evidence."""
+    good = instance.get_runs(
+        filters=dg.RunsFilter(job_name=failed_run.job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=20
+    )
+    blueprint_id = failed_run.tags.get(BLUEPRINT_TAG, "")
+    found = store.run_evidence(blueprint_id, [r.run_id for r in good]) if good and blueprint_id else None
+    return found if found is not None else (None, {})
+
+
+def _drift(manifest: Manifest, module_id: str, evidence: dict[str, Any], input_schemas: Any, session: Any,
+           log: Any) -> dict[str, Any]:  # fmt: skip
+    """What changed in the inputs since the last good run (healing/drift.py); {} without one."""
+    from aqueduct_dagster.healing import blame, drift
+
+    if not evidence or module_id not in manifest.modules:
+        return {}
+    try:
+        reader = drift.spark_reader(session())
+        return drift.compute_drift(blame.bound_for_replay(manifest), module_id, evidence, input_schemas, reader)
+    except Exception as error:  # noqa: BLE001 - drift only adds evidence; the heal goes on without it
+        log.warning(f"drift against the last good run could not be measured ({type(error).__name__})")
+        return {}
+
+
+def _blame(manifest: Manifest, surfaced_in: str, spark_error: dict[str, Any], session: Any,
            log: Any) -> Any:  # fmt: skip
     """The module that holds the fault, decided here rather than in the failed step.
 
@@ -245,13 +294,6 @@ def _blame(manifest: Manifest, surfaced_in: str, spark_error: dict[str, Any], co
 
     if surfaced_in not in manifest.modules:
         return blame.Blame(surfaced_in, surfaced_in, "surfaced", "not a module of the compiled Blueprint")
-    sessions: list[Any] = []
-
-    def session() -> Any:  # one session for the replay and the measure, started only if needed
-        if not sessions:
-            sessions.append(_spark_factory(manifest, config)())
-        return sessions[0]
-
     try:
         replayable = blame.bound_for_replay(manifest)
         found = blame.blame(replayable, surfaced_in, spark_error, spark_factory=session, sample_rows=BLAME_SAMPLE_ROWS)

@@ -5,10 +5,10 @@ runs (no cold start), and every run gets its own server-side session (its own se
 so temp views and SQL conf never leak between concurrent runs. `managed` uses the project's
 own server (`aqueduct spark up`) when it is healthy, else a classic in-process session.
 
-Delta Lake and the JDBC drivers come from jars resolved once at set-up (`make jars` fills
-`.jars/`) and handed to Spark through `spark.jars`; nothing is resolved from Maven at run
-time. Small-data defaults (few shuffle partitions, a small Delta snapshot) apply to local
-masters only and any of them can be overridden through `engine.spark.conf`.
+Delta Lake and the JDBC drivers come from jars resolved once at set-up (`aqueduct jars
+fetch`, see engine/jars.py) and handed to Spark through `spark.jars`; nothing is resolved
+from Maven at run time. Small-data defaults (few shuffle partitions, a small Delta snapshot)
+apply to local masters only and any of them can be overridden through `engine.spark.conf`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aqueduct_dagster.blueprint.models import EngineBlock
+from aqueduct_dagster.engine.jars import jars_dir
 from aqueduct_dagster.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MASTER = "local[2]"
 #: Master value meaning: the project's managed Spark Connect server, else classic local.
 MANAGED = "managed"
@@ -50,25 +50,6 @@ _LOCAL_DEFAULTS: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
-
-
-def jars_dir() -> Path:
-    """The folder of JVM jars Spark gets via `spark.jars` (env AQUEDUCT_JARS_DIR, else .jars/)."""
-    configured = os.environ.get("AQUEDUCT_JARS_DIR")
-    folder = Path(configured).expanduser() if configured else REPO_ROOT / ".jars"
-    if not folder.is_dir() or not any(folder.glob("*.jar")):
-        source = "AQUEDUCT_JARS_DIR" if configured else "the default jars folder"
-        raise ConfigError(
-            f"no jars in {folder} ({source}); Spark needs the Delta Lake and JDBC jars",
-            hint="run `make jars` once (it resolves them with Maven into .jars/), "
-            "or point AQUEDUCT_JARS_DIR at a folder that holds them",
-        )
-    if not any(folder.glob("delta-spark_*.jar")):
-        raise ConfigError(
-            f"{folder} holds no delta-spark jar",
-            hint="run `make jars` again; jvm/pom.xml lists the jars the engine needs",
-        )
-    return folder
 
 
 def default_state_dir() -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from pydantic import ValidationError, model_validator
 
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.config import AgentBudget, AgentConnection, resolve_setting
+from aqueduct_dagster.errors import ConfigError
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import OPERATION_NAMES, PatchSpec
 
@@ -180,6 +182,14 @@ class LLMDiagnoser:
         else:
             from openai import OpenAI
 
+            if config.provider == "openai" and not api_key:
+                # OpenAI's own default; only for OpenAI, so a key is never sent to another server.
+                api_key = os.environ.get("OPENAI_API_KEY")
+                if not api_key:
+                    raise ConfigError(
+                        "agent.provider is 'openai' but there is no API key",
+                        hint="export OPENAI_API_KEY, or set agent.api_key: '${OPENAI_API_KEY}' in aqueduct.yml",
+                    )
             # Ollama, vLLM and other OpenAI-compatible servers need some key; they ignore it.
             raw = OpenAI(api_key=api_key or "not-needed", base_url=base_url, timeout=config.timeout,
                          max_retries=0, http_client=http_client)  # fmt: skip
