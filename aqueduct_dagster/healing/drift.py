@@ -11,7 +11,9 @@ schema and is not older than the old input), and defers, showing the evidence, o
 from __future__ import annotations
 
 import csv
+import difflib
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,12 +60,17 @@ def field_diff(good: Fields, now: Fields) -> dict[str, Any]:
         return [p for p, t in pool if _parent(p) == _parent(field[0]) and t == field[1]]
 
     candidates = {p: partners((p, t), added) for p, t in removed}
+    old_positions, new_positions = _positions(good), _positions(now)
     renamed = []
     for old, news in candidates.items():
         if len(news) == 1:
             new = news[0]
             back = partners((new, after[new]), removed)
-            if back == [old]:
+            # One partner each way, and something that ties them beyond the type: a similar
+            # name, or the same place among its siblings. A new column of the same type that
+            # merely appeared while another vanished is no evidence of a rename.
+            tied = _similar_names(old, new) or old_positions.get(old) == new_positions.get(new)
+            if back == [old] and tied:
                 renamed.append((old, new, before[old]))
     return {
         "removed": [list(x) for x in removed],
@@ -72,6 +79,23 @@ def field_diff(good: Fields, now: Fields) -> dict[str, Any]:
         "renamed": [list(x) for x in renamed],
         "rename_candidates": {k: v for k, v in candidates.items() if v},
     }
+
+
+def _positions(fields: Fields) -> dict[str, int]:
+    """Each field's place among its siblings (0 = first under its parent)."""
+    seen: dict[str, int] = {}
+    places: dict[str, int] = {}
+    for path, _type in fields:
+        parent = _parent(str(path))
+        places[str(path)] = seen.get(parent, 0)
+        seen[parent] = places[str(path)] + 1
+    return places
+
+
+def _similar_names(old: str, new: str) -> bool:
+    a, b = old.rsplit(".", 1)[-1].lower(), new.rsplit(".", 1)[-1].lower()
+    tokens = {t for t in re.split(r"[^a-z0-9]+", a) if len(t) > 1} & {t for t in re.split(r"[^a-z0-9]+", b) if len(t) > 1}
+    return bool(tokens) or difflib.SequenceMatcher(None, a, b).ratio() >= 0.6
 
 
 def columns_of(columns: Iterable[Mapping[str, Any]] | None) -> list[tuple[str, str]]:

@@ -330,9 +330,12 @@ def _rename_from_drift(package: FailurePackage, missing: str) -> PatchSpec | Ref
     if path not in renamed:
         candidates = (drift.get("rename_candidates") or {}).get(path) or []
         added = ", ".join(f"{p} {t}" for p, t in drift.get("added") or []) or "none"
-        if candidates:
+        if len(candidates) > 1:
             return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)}; several new fields could "
                            f"be it ({', '.join(candidates)}): a person decides which")  # fmt: skip
+        if candidates:
+            return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)}; '{candidates[0]}' appeared with "
+                           f"its type, but neither its name nor its place ties it to '{path}': a person decides")  # fmt: skip
         return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)} and no new field of its type "
                        f"replaces it (added: {added}): nothing carries its values now")  # fmt: skip
     new = renamed[path]

@@ -313,3 +313,14 @@ def test_try_cast_only_drops_empty_markers_never_data_in_a_new_shape(lost_marker
     assert (diagnosis.patch is not None) is fixed, diagnosis.reason
     if not fixed:
         assert "6 of 30 sampled values" in diagnosis.reason and "new shape" in diagnosis.reason
+
+
+def test_a_new_unrelated_column_appearing_elsewhere_is_no_rename():
+    # discount_pct vanished and loyalty_points (same type) appeared at the end: nothing ties them.
+    good = [("order_id", "int"), ("discount_pct", "int"), ("gross", "double")]
+    now = [("order_id", "int"), ("gross", "double"), ("loyalty_points", "int")]
+    diff = drift.field_diff(good, now)
+    assert diff["renamed"] == [] and diff["rename_candidates"] == {"discount_pct": ["loyalty_points"]}
+    # ...while the same place among its siblings, or a similar name, does tie them.
+    assert drift.field_diff(good, [("order_id", "int"), ("rebate", "int"), ("gross", "double")])["renamed"]
+    assert drift.field_diff(good, [("order_id", "int"), ("gross", "double"), ("discount_percent", "int")])["renamed"]
