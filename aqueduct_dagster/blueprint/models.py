@@ -5,7 +5,10 @@ before graph compilation. Module types form one discriminated union on `type`; a
 type means adding its config record and listing it in `Module` below.
 
 Config records forbid unknown keys so that a typo gets a "did you mean" error instead of
-being silently ignored. They accept every key of the aqueduct-core 2.3.0 schema.
+being silently ignored. Both dialects of the format are read: every key of the
+aqueduct-core 2.3.0 schema, and the Aqueduct 1.x spellings 2.3 dropped (`name` optional,
+top-level `spark_config`, `agent.approval_mode`, `agent.budget`, and the LLM connection keys
+1.x allowed under `agent`, which are accepted and ignored: aqueduct.yml configures the LLM).
 """
 
 from __future__ import annotations
@@ -66,11 +69,22 @@ class Guardrails(Strict):
 ApprovalMode = Literal["disabled", "human", "ci", "auto"]
 
 
+class AgentBudget(Strict):
+    """Aqueduct 1.x `agent.budget` in a Blueprint (2.3 keeps the budget in aqueduct.yml)."""
+
+    max_reprompts: int | None = Field(default=None, ge=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_tokens_total: int | None = None
+    same_error_consecutive: int | None = None
+    same_signature_overall: int | None = None
+    progress_stalled_window: int | None = None
+
+
 class Agent(Strict):
     """Per-blueprint healing policy. Connection settings live in aqueduct.yml only."""
 
     approval: ApprovalMode = "disabled"
-    # Older gallery files spell it `approval_mode`.
+    # Aqueduct 1.x spells it `approval_mode`.
     approval_mode: ApprovalMode | None = Field(default=None, exclude=True)
     allow_defer: bool = False
     confidence_threshold: float = 0.7
@@ -85,9 +99,32 @@ class Agent(Strict):
     prompt_context: str | None = None
     sandbox_mode: Literal["sample", "preflight", "off"] = "sample"
 
+    # ---- Aqueduct 1.x only. The budget's reprompt cap becomes `max_reprompts`; the
+    # connection keys are read and dropped, so a Blueprint never picks the LLM endpoint its
+    # failure context is sent to.
+    budget: AgentBudget | None = Field(default=None, exclude=True)
+    aggressive_max_patches: int | None = Field(default=None, ge=1, exclude=True)
+    block_on_explain_regression: bool | None = Field(default=None, exclude=True)
+    provider: str | None = Field(default=None, exclude=True)
+    base_url: str | None = Field(default=None, exclude=True)
+    model: str | list[str] | None = Field(default=None, exclude=True)
+    provider_options: dict[str, Any] | None = Field(default=None, exclude=True)
+    timeout: float | None = Field(default=None, exclude=True)
+    cascade: list[dict[str, Any]] | None = Field(default=None, exclude=True)
+
+    @field_validator("approval", "approval_mode", mode="before")
+    @classmethod
+    def _aggressive_is_auto(cls, value: Any) -> Any:
+        # 1.x `aggressive` was `auto` with several patches; the patch count is `max_patches`.
+        return "auto" if value == "aggressive" else value
+
     def model_post_init(self, __context: Any) -> None:
         if self.approval_mode is not None and "approval" not in self.model_fields_set:
             self.approval = self.approval_mode
+        if self.aggressive_max_patches is not None and "max_patches" not in self.model_fields_set:
+            self.max_patches = self.aggressive_max_patches
+        if self.budget is not None and self.budget.max_reprompts and self.max_reprompts is None:
+            self.max_reprompts = self.budget.max_reprompts
 
 
 class SparkEngineBlock(Strict):
@@ -452,7 +489,8 @@ class Blueprint(Strict):
 
     aqueduct: str
     id: str
-    name: str
+    #: Required by 2.3, optional in 1.x: the id stands in.
+    name: str | None = None
     description: str = ""
     context: dict[str, Any] = Field(default_factory=dict)
     context_profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -469,6 +507,15 @@ class Blueprint(Strict):
     dependencies: list[str] = Field(default_factory=list)
     modules: list[Module]
     edges: list[Edge] | None = None
+    #: Aqueduct 1.x: the Blueprint's Spark settings, `engine.spark.conf` since 2.0.
+    spark_config: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.name is None:
+            self.name = self.id
+        if self.spark_config:
+            # Both spellings in one file: the 2.x block wins key by key.
+            self.engine.spark.conf = {**self.spark_config, **self.engine.spark.conf}
 
     @field_validator("aqueduct", mode="before")
     @classmethod

@@ -12,7 +12,6 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
-from aqueduct_dagster.blueprint import compile_blueprint
 from aqueduct_dagster.blueprint.manifest import Manifest
 from aqueduct_dagster.dagster.assets import (
     IO_MANAGER_KEY,
@@ -27,11 +26,17 @@ from aqueduct_dagster.dagster.healing import (
     revision_asset_specs,
 )
 from aqueduct_dagster.dagster.io_manager import spark_frame_io_manager
+from aqueduct_dagster.dagster.loading import (
+    compile_folder,
+    problem_from,
+    report,
+    split_duplicate_ids,
+)
 from aqueduct_dagster.dagster.resources import SparkResource
 from aqueduct_dagster.dagster.retry import dagster_retry
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, safe_name
-from aqueduct_dagster.errors import ConfigError
+from aqueduct_dagster.errors import AqueductError, BlueprintError, ConfigError
 
 _NOT_BLUEPRINTS = (".aqtest.yml", ".aqtest.yaml", ".aqscenario.yml", ".aqscenario.yaml")
 
@@ -94,12 +99,22 @@ def build_definitions(
     *,
     translator: BlueprintTranslator | None = None,
     context_overrides: Mapping[str, Any] | None = None,
+    profile: str | None = None,
     resources: Mapping[str, Any] | None = None,
     manifests: Iterable[Manifest] | None = None,
+    strict: bool = False,
 ) -> dg.Definitions:
-    """Compile every Blueprint in `blueprints_dir` into assets, checks and one job each."""
+    """Compile every Blueprint in `blueprints_dir` into assets, checks and one job each.
+
+    A Blueprint that does not compile or build (or shares its id with another) is left
+    out, logged as a warning and shown as an asset in group `aqueduct_load_errors`; the
+    others load. `strict=True` raises the first such problem instead (a BlueprintError
+    naming the file). A missing folder is always an error.
+    """
     with _rare_gc():
-        return _build_definitions(blueprints_dir, translator, context_overrides, resources, manifests)
+        return _build_definitions(
+            blueprints_dir, translator, context_overrides, profile, resources, manifests, strict
+        )
 
 
 @contextmanager
@@ -123,17 +138,16 @@ def _build_definitions(
     blueprints_dir: str | Path | None,
     translator: BlueprintTranslator | None,
     context_overrides: Mapping[str, Any] | None,
+    profile: str | None,
     resources: Mapping[str, Any] | None,
     manifests: Iterable[Manifest] | None,
+    strict: bool,
 ) -> dg.Definitions:
     if manifests is None:
         folder = blueprints_dir or os.environ.get("AQUEDUCT_BLUEPRINTS_DIR", "blueprints")
-        manifests = [
-            compile_blueprint(path, context_overrides=context_overrides)
-            for path in find_blueprint_files(folder)
-        ]
-    manifests = list(manifests)
-    _reject_duplicate_ids(manifests)
+        manifests, problems = compile_folder(find_blueprint_files(folder), context_overrides, profile)
+    else:
+        manifests, problems = split_duplicate_ids(list(manifests))
     all_resources: dict[str, Any] = {
         SPARK_RESOURCE_KEY: SparkResource(
             state_dir=os.environ.get("AQUEDUCT_STATE_DIR", ".aqueduct"),
@@ -144,26 +158,27 @@ def _build_definitions(
     all_resources.update(resources or {})
     assets: list[dg.AssetsDefinition] = []
     jobs = []
+    loaded: list[Manifest] = []
     for manifest in manifests:
-        blueprint_assets = build_blueprint_assets(manifest, translator)
+        try:
+            blueprint_assets = build_blueprint_assets(manifest, translator)
+            job = build_blueprint_job(manifest, blueprint_assets, all_resources)
+        except Exception as error:  # noqa: BLE001 - Dagster refusing one Blueprint's definitions
+            problems.append(problem_from(manifest.source_path, error))
+            continue
         assets.extend(blueprint_assets)
-        jobs.append(build_blueprint_job(manifest, blueprint_assets, all_resources))
+        jobs.append(job)
+        loaded.append(manifest)
+    if strict and problems:
+        first = problems[0]
+        if isinstance(first.error, AqueductError):
+            raise first.error
+        raise BlueprintError(first.message) from first.error
+    report(problems)
     return dg.Definitions(
-        assets=[*assets, *revision_asset_specs(manifests)],
+        assets=[*assets, *revision_asset_specs(loaded), *(p.asset_spec() for p in problems)],
         jobs=[*jobs, aqueduct_heal_job, approve_patch_job, reject_patch_job],
         sensors=[build_failure_sensor(jobs)] if jobs else [],
         resources=all_resources,
     )
 
-
-def _reject_duplicate_ids(manifests: list[Manifest]) -> None:
-    seen: dict[str, str] = {}
-    for manifest in manifests:
-        group = safe_name(manifest.blueprint_id)
-        if group in seen:
-            raise ConfigError(
-                f"blueprints '{seen[group]}' and '{manifest.source_path}' both use id "
-                f"'{manifest.blueprint_id}' (Dagster group '{group}')",
-                hint="give every Blueprint a unique `id:`",
-            )
-        seen[group] = manifest.source_path
