@@ -256,8 +256,10 @@ def compile_command(blueprint: Path, ctx: tuple[str, ...], profile: str | None, 
 @main.command()
 @click.argument("blueprint", type=click.Path(path_type=Path))
 @click.option("--column", default=None, help="Only this output column (module.column).")
-@click.option("--json", "as_json", is_flag=True, help="The lineage as JSON.")
-def lineage(blueprint: Path, column: str | None, as_json: bool) -> None:
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "mermaid"]), default="text",
+              show_default=True, help="mermaid: a flowchart of columns (GitHub and most wikis draw it).")
+@click.option("--json", "as_json", is_flag=True, help="The lineage as JSON (same as --format json).")
+def lineage(blueprint: Path, column: str | None, output_format: str, as_json: bool) -> None:
     """Column-level lineage of a Blueprint, traced back to its Ingress columns."""
     from aqueduct_dagster.blueprint import compile_blueprint
     from aqueduct_dagster.blueprint.suggest import did_you_mean
@@ -292,7 +294,7 @@ def lineage(blueprint: Path, column: str | None, as_json: bool) -> None:
         raise AqueductError(
             f"no column lineage for '{column}' in {blueprint}" + did_you_mean(column, known),
             hint="name an output column as module.column; `aqueduct lineage FILE` lists them"
-            if known else "only SQL Channels with known upstream columns have column lineage",
+            if known else _LINEAGE_SCOPE,
         )
     entries = []
     for module in manifest.modules.values():
@@ -302,14 +304,61 @@ def lineage(blueprint: Path, column: str | None, as_json: bool) -> None:
             entries.append({"column": f"{module.id}.{name}",
                             "direct": [f"{s.module}.{s.column}" for s in sources],
                             "origin": sorted(set(roots(module.id, name)))})  # fmt: skip
-    if as_json:
+    if as_json or output_format == "json":
         _echo_json({"blueprint": manifest.blueprint_id, "columns": entries})
+        return
+    if output_format == "mermaid":
+        click.echo(_lineage_mermaid(manifest, column, sources_of))
         return
     for entry in entries:
         direct, origin = ", ".join(entry["direct"]), ", ".join(entry["origin"])
         click.echo(f"{entry['column']} <- {direct}" + (f"   (from {origin})" if origin != direct else ""))
     if not entries:
-        click.echo("no column lineage known (SQL Channels with known upstream columns have it)")
+        click.echo(f"no column lineage known ({_LINEAGE_SCOPE})")
+
+
+_LINEAGE_SCOPE = "SQL Channels with known upstream columns have column lineage, and the modules that pass them on"
+
+
+def _lineage_mermaid(manifest: Any, column: str | None, sources_of) -> str:
+    """A Mermaid flowchart: one box per module, a node per column, an arrow per dependency.
+
+    With `column`, only what it is computed from; node ids are generated, as column names
+    may hold characters Mermaid reads as syntax.
+    """
+    if column:
+        pending, edges, visited = [tuple(column.split(".", 1))], [], set()
+        while pending:
+            target = pending.pop()
+            if target in visited:
+                continue
+            visited.add(target)
+            for source in sources_of(target):
+                edges.append((source, target))
+                pending.append(source)
+    else:
+        edges = [(source, (m.id, name)) for m in manifest.modules.values()
+                 for name in m.column_lineage for source in sources_of((m.id, name))]  # fmt: skip
+    order = {module_id: index for index, module_id in enumerate(manifest.modules)}
+    seen = {key: index for index, key in enumerate(dict.fromkeys(key for edge in edges for key in edge))}
+    # Numbered upstream first (the Manifest's modules are in topological order).
+    columns = sorted(seen, key=lambda key: (order.get(key[0], len(order)), seen[key]))
+    position = {key: index for index, key in enumerate(columns)}
+    node = {key: f"c{index}" for key, index in position.items()}
+
+    def label(text: str) -> str:
+        return '"' + text.replace('"', "#quot;") + '"'
+
+    lines = ["flowchart LR"]
+    for index, module in enumerate(manifest.modules.values()):
+        own = [key for key in columns if key[0] == module.id]
+        if own:
+            lines.append(f"  subgraph m{index}[{label(f'{module.id} ({module.type})')}]")
+            lines += [f"    {node[key]}[{label(key[1])}]" for key in own]
+            lines.append("  end")
+    arrows = sorted(dict.fromkeys(edges), key=lambda edge: (position[edge[1]], position[edge[0]]))
+    lines += [f"  {node[source]} --> {node[target]}" for source, target in arrows]
+    return "\n".join(lines)
 
 
 @main.command()
@@ -399,18 +448,6 @@ def depot(blueprint_id: str) -> None:
     for key, value, run_id, committed in items:
         state = "committed" if committed else "staged   "
         click.echo(f"{state}  {key} = {value}   (run {run_id})")
-
-
-@main.command()
-@click.argument("job")
-@click.option("-w", "--workspace", default="workspace.yaml", show_default=True)
-def run(job: str, workspace: str) -> None:
-    """Run a blueprint's Dagster job (thin wrapper around `dagster job execute`)."""
-    import subprocess
-
-    dagster = Path(sys.executable).parent / "dagster"
-    done = subprocess.run([str(dagster), "job", "execute", "-w", workspace, "-j", job])
-    sys.exit(0 if done.returncode == 0 else EXIT_FAILED)
 
 
 #: Heal outcomes that are a success of the command: something was staged, applied or handed
@@ -588,11 +625,15 @@ def patch_rollback(blueprint: Path, number: int) -> None:
 def _register_commands() -> None:
     from aqueduct_dagster.cli_benchmark import benchmark_command
     from aqueduct_dagster.cli_doctor import doctor_command
+    from aqueduct_dagster.cli_jars import jars_command
+    from aqueduct_dagster.cli_run import run_command
     from aqueduct_dagster.cli_spark import spark_command
 
     main.add_command(benchmark_command)
     main.add_command(doctor_command)
+    main.add_command(run_command)
     main.add_command(spark_command)
+    main.add_command(jars_command)
     patch.add_command(__import__("aqueduct_dagster.cli_preview", fromlist=["_"]).preview_command)
 
 

@@ -33,6 +33,7 @@ from aqueduct_dagster.blueprint.lineage import (
     lineage_with_completeness,
     output_width,
     parse_single_select,
+    passed_through_lineage,
     table_references,
 )
 from aqueduct_dagster.blueprint.loader import (
@@ -371,6 +372,14 @@ def _compiled_module(
             lineage, columns = _sql_lineage(query, inputs, output_columns)
         else:
             columns = None
+    elif columns is not None and inputs and spec.type != "Probe":
+        # Column lineage carries on through modules that pass their input's columns on.
+        op = getattr(spec.config, "op", None)
+        several = spec.type == "Funnel" or op == "union"
+        upstream = [(i.source, output_columns.get(i.source)) for i in (inputs if several else inputs[:1])]
+        renamed = spec.config.columns if op == "rename" and isinstance(spec.config.columns, dict) else None
+        pairs = passed_through_lineage(columns, upstream, renamed)
+        lineage = {c: tuple(ColumnSource(module=m, column=n) for m, n in p) for c, p in pairs.items()}
     output_columns[placed.id] = columns
     location = document.location(placed.path)
     return CompiledModule(
@@ -515,7 +524,9 @@ def _passed_through_columns(
     if config.op in _COLUMN_PRESERVING_OPS:
         return first
     if config.op == "select" and isinstance(config.columns, list):
-        return list(config.columns)
+        # selectExpr: an expression's output name is not its text, so it stays unknown.
+        plain = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(c)) for c in config.columns)
+        return list(config.columns) if plain else None
     if config.op == "rename" and isinstance(config.columns, dict) and first is not None:
         return [config.columns.get(c, c) for c in first]
     return None

@@ -321,3 +321,25 @@ def _lineage(
         # sqlglot walks sets internally; sorting keeps Manifests identical across processes.
         result[original_names.get(name.lower(), name)] = sorted(sources)
     return result, complete
+
+
+def passed_through_lineage(
+    columns: Sequence[str],
+    inputs: Sequence[tuple[str, Sequence[str] | None]],
+    renamed: Mapping[str, str] | None = None,
+) -> dict[str, list[tuple[str, str]]]:
+    """Lineage of a module that hands columns on unchanged (an Assert, an Egress, a filter,
+    a Funnel): output column -> [(input module, column), ...] for every input that has it.
+
+    `inputs` are (module, its known columns or None); an input of unknown columns is taken
+    to have the column. `renamed` is a rename's mapping (old -> new). A column no input
+    has (a select expression) gets no lineage rather than a wrong one.
+    """
+    old_names = {new: old for old, new in (renamed or {}).items()}
+    lineage: dict[str, list[tuple[str, str]]] = {}
+    for column in columns:
+        source = old_names.get(column, column)
+        pairs = [(module, source) for module, known in inputs if known is None or source in known]
+        if pairs:
+            lineage[column] = pairs
+    return lineage

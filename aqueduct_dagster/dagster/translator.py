@@ -7,21 +7,32 @@ for `deps`, which it derives from the Blueprint's edges (through your keys).
 A module expanded from an Arcade (`A__child`) gets the key `[blueprint, A, child]`, so the
 catalog nests it under the Arcade, and the tag `aqueduct/arcade: A` (`A.B` when nested); its
 group stays the Blueprint's, Dagster having one level of groups.
+
+The default spec follows Dagster's metadata conventions (code references to the YAML line,
+`dagster/uri` / `dagster/table_name`) and gets a `code_version` that a moved checkout keeps:
+see `dagster/metadata.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
+from aqueduct_dagster.dagster.metadata import code_version, definition_metadata
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_UNSAFE_IN_TAG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 #: Asset tag naming the Arcade (dotted path when nested) a module was expanded from.
 ARCADE_TAG = "aqueduct/arcade"
+#: Namespace of the asset tags made from a module's `tags:` (Dagster allows one '/' in a key).
+MODULE_TAG_PREFIX = "aqueduct-tag/"
+_TAG_NAME_LIMIT = 63
 
 
 def safe_name(text: str) -> str:
@@ -43,19 +54,11 @@ class BlueprintTranslator:
     def get_asset_spec(self, data: ModuleAssetData) -> dg.AssetSpec:
         manifest, module = data.manifest, data.module
         config = module.spec.config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        metadata: dict[str, object] = {
-            "aqueduct/module_type": module.type,
-            "aqueduct/blueprint": manifest.source_path,
-            "aqueduct/config": dg.MetadataValue.json(config),
-        }
-        if module.location is not None:
-            metadata["aqueduct/defined_at"] = str(module.location)
-        if module.sql:
-            metadata["aqueduct/sql"] = dg.MetadataValue.md(f"```sql\n{module.sql.strip()}\n```")
-        path = getattr(module.spec.config, "path", None)
-        if path:
-            metadata["aqueduct/path"] = dg.MetadataValue.path(path)
-        tags = {f"aqueduct/tag/{safe_name(t)}": "" for t in module.spec.tags}
+        metadata = definition_metadata(manifest, module)
+        if module.spec.tags:
+            # Dagster tag keys are restricted; the tags as written stay in the metadata.
+            metadata["aqueduct/tags"] = dg.MetadataValue.json(list(module.spec.tags))
+        tags = module_tag_keys(module.spec.tags)
         if module.arcade:
             tags[ARCADE_TAG] = ".".join(module.arcade)
         return dg.AssetSpec(
@@ -63,10 +66,26 @@ class BlueprintTranslator:
             group_name=safe_name(manifest.blueprint_id),
             description=module.spec.description or module.spec.label or None,
             metadata=metadata,
-            code_version=module.fingerprint or None,
+            code_version=code_version(manifest, module),
             kinds={"spark", module.type.lower()} | (_storage_kind(config)),
             tags=tags,
         )
+
+
+def module_tag_keys(tags: Iterable[str]) -> dict[str, str]:
+    """A module's free-text tags (`mode:conditional`, `pii data`) as valid Dagster tag keys:
+    `aqueduct-tag/<name>` with an empty value, characters Dagster refuses replaced by `_`.
+
+    Two tags that become one name (`a:b`, `a b`) keep apart by a short hash of the original.
+    """
+    keys: dict[str, str] = {}
+    for tag in dict.fromkeys(tags):
+        name = _UNSAFE_IN_TAG.sub("_", str(tag)).strip("_") or "tag"
+        if len(name) > _TAG_NAME_LIMIT or f"{MODULE_TAG_PREFIX}{name}" in keys:
+            digest = hashlib.sha1(str(tag).encode()).hexdigest()[:8]
+            name = f"{name[: _TAG_NAME_LIMIT - 9]}_{digest}"
+        keys[f"{MODULE_TAG_PREFIX}{name}"] = ""
+    return keys
 
 
 def _storage_kind(config: dict) -> set[str]:

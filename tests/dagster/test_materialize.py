@@ -48,7 +48,8 @@ def test_materialization_metadata_has_schema_and_write_facts(spark, demo_project
     columns = [c.name for c in clean_meta["dagster/column_schema"].schema.columns]
     assert columns == ["order_id", "customer_id", "amount", "status", "order_ts"]
     egress_meta = events[KEY(["orders_daily", "orders_delta"])].materialization.metadata
-    assert "path" in egress_meta or "aqueduct/path" in egress_meta
+    assert egress_meta["dagster/uri"].value == f"file://{demo_project['data']}/demo/orders_clean"
+    assert egress_meta["dagster/row_count"].value == demo_project["valid_orders"]
 
 
 def test_failing_abort_assert_blocks_the_egress_and_fails_the_run(spark, demo_project):
