@@ -164,6 +164,7 @@ PEER_KEYS: dict[tuple[str, ...], frozenset[str]] = {
         "provider", "model", "api_key", "base_url", "timeout", "retry", "max_reprompts", "budget",
         "prompt_context", "patch_validation", "max_heal_attempts_per_hour",
         "sandbox_master_url", "provider_options", "cascade",
+        "memory",  # the gallery's pre-2.3 files: a heal-memory block this project keeps in its store
     }),
     ("agent", "budget"): frozenset({
         "max_reprompts", "max_seconds", "max_tokens_total", "same_error_consecutive",

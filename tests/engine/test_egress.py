@@ -317,3 +317,13 @@ def test_target_must_be_path_or_table(run_spark, module, people):
     with pytest.raises(ModuleFailed) as caught:
         _write(run_spark, module, people, {"format": "parquet", "mode": "overwrite"})
     assert caught.value.error.condition == "AQ_EGRESS_TARGET"
+
+
+@pytest.mark.classic_only("a classic driver resolves relative paths against this process's folder")
+def test_register_as_table_with_a_relative_path_points_at_the_written_files(run_spark, module, people, tmp_path):
+    relative = os.path.relpath(tmp_path / "in_stock", os.getcwd())
+    _write(run_spark, module, people, {"format": "parquet", "path": relative, "mode": "overwrite",
+                                       "register_as_table": "relative_people"})  # fmt: skip
+    # Not resolved against the warehouse folder, where nothing was written.
+    assert run_spark.table("relative_people").count() == people.count()
+    run_spark.sql("DROP TABLE IF EXISTS relative_people")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aqueduct_dagster.blueprint.models import EgressConfig
 from aqueduct_dagster.engine.errors import ConditionError
@@ -134,6 +136,10 @@ def _register_table(spark: SparkSession, name: str, fmt: str, location: str) -> 
     Only catalog metadata changes: the table is external, dropping it never touches the data.
     """
     quoted = ".".join(f"`{part}`" for part in name.split("."))
+    if not urlsplit(location).scheme and not os.path.isabs(location):
+        # The write resolved a relative path against the working folder; a table LOCATION
+        # would resolve it against the warehouse, where nothing was written.
+        location = os.path.abspath(location)
     where = location.replace("'", "\\'")
     spark.sql(f"DROP TABLE IF EXISTS {quoted}")
     spark.sql(f"CREATE TABLE {quoted} USING {fmt} LOCATION '{where}'")
