@@ -43,8 +43,12 @@ lint: venv
 test-fast: setup
 	$(PY) -m pytest -m "not e2e"
 
+# After `make demo`, serves the demo's Blueprints, state and patch queue (.aqueduct/demo.env),
+# with the reload URL set so an approved patch shows up in the UI at once.
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	@if [ -f .aqueduct/demo.env ]; then echo "serving the demo's state (.aqueduct/demo.env; make clean forgets it)"; fi
+	set -a; [ ! -f .aqueduct/demo.env ] || . ./.aqueduct/demo.env; set +a; \
+	AQUEDUCT_DAGSTER_URL=$${AQUEDUCT_DAGSTER_URL:-http://127.0.0.1:3000} $(VENV)/bin/dagster dev -w workspace.yaml
 
 validate: setup
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml

@@ -51,6 +51,14 @@ echo "== 6. heal the failed run offline (rules, no LLM) and stage the patch for 
 PATCH_ID=$(ls "$AQUEDUCT_PATCHES_DIR/pending" | grep '\.json$' | head -n 1 | sed 's/\.json$//')
 [ -n "$PATCH_ID" ] || { echo "demo failed: no pending patch"; exit 1; }
 .venv/bin/aqueduct patch show "$PATCH_ID"
+# `make dev` serves what the demo made (its Blueprint copy, state, patch queue) from this file.
+cat > .aqueduct/demo.env <<ENVEOF
+export AQUEDUCT_DATA_DIR="$AQUEDUCT_DATA_DIR"
+export AQUEDUCT_STATE_DIR="$AQUEDUCT_STATE_DIR"
+export AQUEDUCT_PATCHES_DIR="$AQUEDUCT_PATCHES_DIR"
+export AQUEDUCT_BLUEPRINTS_DIR="$AQUEDUCT_BLUEPRINTS_DIR"
+ENVEOF
 echo
 echo "Apply it with:   AQUEDUCT_BLUEPRINTS_DIR=$AQUEDUCT_BLUEPRINTS_DIR AQUEDUCT_PATCHES_DIR=$AQUEDUCT_PATCHES_DIR AQUEDUCT_STATE_DIR=$AQUEDUCT_STATE_DIR .venv/bin/aqueduct patch apply $PATCH_ID"
-echo "Explore it all in the UI with: make dev   (then open http://127.0.0.1:3000)"
+echo "Or in the UI:    make dev   (serves this demo's Blueprints, state and patch queue; open http://127.0.0.1:3000,"
+echo "                 launch the aqueduct_approve_patch job with patch_id $PATCH_ID)"
