@@ -61,6 +61,10 @@ class RunInfo:
     run_id: str
     started_at: datetime
     prev_run_id: str | None = None
+    #: The run's partition key; for time partitions `logical_at` is the partition's start,
+    #: and date tokens bind to it (a backfilled day reads that day, not today).
+    partition_key: str | None = None
+    logical_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("run.id", "runtime"),
         FunctionSpec("run.prev_id", "runtime"),
         FunctionSpec("run.timestamp", "runtime"),
+        FunctionSpec("run.partition", "runtime"),
         FunctionSpec("date.today", "runtime"),
         FunctionSpec("date.yesterday", "runtime"),
         FunctionSpec("date.now", "runtime"),
@@ -227,7 +232,10 @@ def evaluate_compile_time(call: FunctionCall, facts: CompileFacts) -> str:
 
 def evaluate_runtime(call: FunctionCall, run: RunInfo) -> str | None:
     """Value of a runtime-kind call for this run; None for tokens bound elsewhere (depot)."""
-    today: date = run.started_at.date()
+    at = run.logical_at or run.started_at
+    today: date = at.date()
+    if call.name == "run.partition":
+        return run.partition_key or ""
     if call.name == "run.id":
         return run.run_id
     if call.name == "run.prev_id":
@@ -242,7 +250,7 @@ def evaluate_runtime(call: FunctionCall, run: RunInfo) -> str | None:
     if call.name == "date.yesterday":
         return (today - timedelta(days=1)).isoformat()
     if call.name == "date.now":
-        return run.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        return at.strftime("%Y-%m-%d %H:%M:%S")
     if call.name == "date.month_start":
         return today.replace(day=1).isoformat()
     if call.name == "date.offset":

@@ -20,6 +20,7 @@ from aqueduct_dagster.blueprint.models import (
     EngineBlock,
     Hooks,
     Module,
+    Partitions,
     RetryPolicy,
     Udf,
 )
@@ -126,6 +127,11 @@ class Manifest(Frozen):
     udf_registry: tuple[Udf, ...] = ()
     #: Every module's output is checkpointed (a module can also ask with `checkpoint: true`).
     checkpoint: bool = False
+    partitions: Partitions | None = None
+    #: A cron expression: the Blueprint's job runs on it (per partition when partitioned).
+    schedule: str | None = None
+    #: `eager`: materialize when upstream assets (other Blueprints') change; `on_cron`: on `schedule`.
+    automation: str | None = None
     #: Modules in a topological order (every module after all of its inputs).
     modules: dict[str, CompiledModule]
     edges: tuple[Edge, ...] = ()

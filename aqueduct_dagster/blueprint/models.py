@@ -158,6 +158,30 @@ class Hooks(Strict):
     on_healed: list[HookEntry] = Field(default_factory=list)
 
 
+class Partitions(Strict):
+    """How a Blueprint's runs are sliced (a Dagster PartitionsDefinition): `daily` and
+    `hourly` from `start` (ISO date/time, up to `end` if given), or `static` `values`. A run of
+    one partition binds `@aq.date.*` to the partition's start and `@aq.run.partition()` to
+    its key, so a backfill of a day reads and writes that day."""
+
+    type: Literal["daily", "hourly", "static"]
+    start: str | None = None
+    end: str | None = None
+    values: list[str] = Field(default_factory=list)
+    timezone: str = "UTC"
+
+    @field_validator("values")
+    @classmethod
+    def _static_needs_values(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("type") == "static" and not values:
+            raise ValueError("static partitions need `values` (a list of keys)")
+        return [str(v) for v in values]
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.type in ("daily", "hourly") and not self.start:
+            raise ValueError(f"{self.type} partitions need `start` (e.g. start: '2026-01-01')")
+
+
 class Warnings(Strict):
     suppress: list[str] = Field(default_factory=list)
 
@@ -505,6 +529,10 @@ class Blueprint(Strict):
     healed_by: list[HealedByRecord] = Field(default_factory=list)
     udf_registry: list[Udf] = Field(default_factory=list)
     dependencies: list[str] = Field(default_factory=list)
+    #: Dagster-native scheduling: partitions, a cron schedule, an automation condition.
+    partitions: Partitions | None = None
+    schedule: str | None = None
+    automation: Literal["eager", "on_cron"] | None = None
     modules: list[Module]
     edges: list[Edge] | None = None
     #: Aqueduct 1.x: the Blueprint's Spark settings, `engine.spark.conf` since 2.0.

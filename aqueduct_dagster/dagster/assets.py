@@ -18,7 +18,14 @@ import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.dagster.io_manager import CHECKPOINT_METADATA_KEY, CONSUMERS_METADATA_KEY
+from aqueduct_dagster.dagster.metadata import (
+    COLUMN_LINEAGE_KEY,
+    column_lineage_markdown,
+    materialization_metadata,
+    metadata_value,
+)
 from aqueduct_dagster.dagster.retry import effective_retry
+from aqueduct_dagster.dagster.scheduling import automation_condition_of, partitions_def_of
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData, safe_name
 from aqueduct_dagster.healing.redaction import Redactor, install_log_redaction
 
@@ -117,17 +124,17 @@ def _module_asset(
         for name, inp in zip(input_names, module.inputs, strict=True)
     }
     after = [key_of(dep) for dep in module.after if key_of(dep) not in {i.key for i in ins.values()}]
-    lineage = _column_lineage(module, key_of)
     metadata = dict(spec.metadata or {})
     metadata[CONSUMERS_METADATA_KEY] = consumers
     if (manifest.checkpoint or module.spec.checkpoint) and module.type not in ("Egress", "Probe"):
         metadata[CHECKPOINT_METADATA_KEY] = True
-    if lineage is not None:
-        metadata["dagster/column_lineage"] = lineage
+    metadata.update(_column_lineage(module, key_of))
     ports = output_ports(manifest, module)
+    automation = automation_condition_of(manifest)
     outs = {}
     for port in ports:
-        port_spec = spec.replace_attributes(deps=[], metadata={**metadata, "aqueduct/port": port})
+        port_spec = spec.replace_attributes(deps=[], metadata={**metadata, "aqueduct/port": port},
+                                            automation_condition=automation)  # fmt: skip
         if port != "main":
             port_spec = port_spec.replace_attributes(
                 key=key_of(module.id, port), description=f"{module.label}: {port}",
@@ -159,6 +166,7 @@ def _module_asset(
         required_resource_keys={SPARK_RESOURCE_KEY},
         can_subset=False,
         retry_policy=effective_retry(manifest, module),
+        partitions_def=partitions_def_of(manifest),
     )
     def _compute(context, **inputs):  # annotations stay off: Dagster inspects them at runtime
         yield from run_module_step(
@@ -183,7 +191,8 @@ def run_module_step(
 
     resource = getattr(context.resources, SPARK_RESOURCE_KEY)
     bound = resource.bound_manifest(
-        manifest, context.run_id, _previous_run_id(context), context.instance
+        manifest, context.run_id, _previous_run_id(context), context.instance,
+        partition_key=context.partition_key if context.has_partition_key else None,
     )
     spark = resource.session_for(bound)
     module = bound.module(module.id)
@@ -208,8 +217,8 @@ def run_module_step(
     if result.metadata.get("depot"):
         # Staged under this run: later runs read it only once the whole run succeeded.
         resource.depot(bound).stage(context.run_id, result.metadata["depot"])
-    record("success", result.metadata.get("rows_written"))
-    metadata = {k: _metadata_value(v) for k, v in result.metadata.items() if v is not None and k != "signals"}
+    record("success", result.metadata.get("rows_written"), detail=run_evidence(module, result.metadata))
+    metadata = materialization_metadata(module, result.metadata)
     if module.type == "Probe":
         signals = result.metadata.get("signals", [])
         if key_of is not None and module.spec.attach_to:
@@ -250,6 +259,21 @@ def run_module_step(
             aliases = [edge.alias for edge in checked.inputs] or [module.id]
             raise _redacted_failure(redactor, checked, failure, {aliases[0]: frame}) from None
         yield _check_result(target, check, outcome)
+
+
+def run_evidence(module: CompiledModule, metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a later heal compares against (healing/drift.py, healing/contract.py): the columns
+    each module produced, what each Ingress read, and the row count each Egress published.
+    All of it comes from the analysed plans and write metrics: no Spark job."""
+    evidence: dict[str, Any] = {}
+    if metadata.get("columns") is not None:
+        evidence["columns"] = metadata["columns"]
+    if module.type == "Ingress" and metadata.get("snapshot"):
+        evidence["snapshot"] = metadata["snapshot"]
+    if module.type == "Egress" and metadata.get("columns") is not None:
+        evidence["contract"] = {"columns": metadata["columns"], "rows_written": metadata.get("rows_written"),
+                                "mode": metadata.get("mode"), "profile": metadata.get("profile")}  # fmt: skip
+    return evidence or None
 
 
 #: One Redactor per (run, Blueprint): the steps of a run in one process share it.
@@ -308,11 +332,7 @@ def _check_result(target: dg.AssetKey, check: CompiledModule, outcome: Any) -> d
 
 
 def _metadata_value(value: Any) -> Any:
-    if isinstance(value, (dict, list, tuple)):
-        return dg.MetadataValue.json(_jsonable(value))
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    return metadata_value(value)
 
 
 def _previous_run_id(context: dg.AssetExecutionContext) -> str | None:
@@ -337,14 +357,20 @@ def _table_schema(frame: Any) -> dg.TableSchema:
     )
 
 
-def _column_lineage(module: CompiledModule, key_of) -> dg.TableColumnLineage | None:
+def _column_lineage(module: CompiledModule, key_of) -> dict[str, Any]:
+    """`dagster/column_lineage` (rendered by Dagster+ only) and the same as a Markdown table
+    that open-source Dagster shows. Upstream columns are named by asset: a column read
+    through a checking Assert comes from the asset the Assert guards."""
     if not module.column_lineage:
-        return None
+        return {}
     deps = {
         column: [dg.TableColumnDep(asset_key=key_of(src.module), column_name=src.column) for src in sources]
         for column, sources in module.column_lineage.items()
     }
-    return dg.TableColumnLineage(deps_by_column=deps)
+    return {
+        "dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps),
+        COLUMN_LINEAGE_KEY: column_lineage_markdown(key_of(module.id), deps),
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -34,6 +34,7 @@ from aqueduct_dagster.dagster.loading import (
 )
 from aqueduct_dagster.dagster.resources import SparkResource
 from aqueduct_dagster.dagster.retry import dagster_retry
+from aqueduct_dagster.dagster.scheduling import schedules_of
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, safe_name
 from aqueduct_dagster.errors import AqueductError, BlueprintError, ConfigError
@@ -158,16 +159,19 @@ def _build_definitions(
     all_resources.update(resources or {})
     assets: list[dg.AssetsDefinition] = []
     jobs = []
+    schedules: list[dg.ScheduleDefinition] = []
     loaded: list[Manifest] = []
     for manifest in manifests:
         try:
             blueprint_assets = build_blueprint_assets(manifest, translator)
             job = build_blueprint_job(manifest, blueprint_assets, all_resources)
+            blueprint_schedules = schedules_of(manifest, job)
         except Exception as error:  # noqa: BLE001 - Dagster refusing one Blueprint's definitions
             problems.append(problem_from(manifest.source_path, error))
             continue
         assets.extend(blueprint_assets)
         jobs.append(job)
+        schedules.extend(blueprint_schedules)
         loaded.append(manifest)
     if strict and problems:
         first = problems[0]
@@ -178,6 +182,7 @@ def _build_definitions(
     return dg.Definitions(
         assets=[*assets, *revision_asset_specs(loaded), *(p.asset_spec() for p in problems)],
         jobs=[*jobs, aqueduct_heal_job, approve_patch_job, reject_patch_job],
+        schedules=schedules,
         sensors=[build_failure_sensor(jobs)] if jobs else [],
         resources=all_resources,
     )

@@ -218,6 +218,8 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         reason = redactor.text(f"heal {package.heal_id} failed: {type(error).__name__}: {error}")
         raise dg.Failure(description=reason) from None
     context.log.info(redactor.text(f"heal {outcome.heal_id}: {outcome.status}: {outcome.message}"))
+    if outcome.pending_path is not None and outcome.patch is not None:
+        offer_for_review(context.instance, outcome.patch.patch_id)
     if outcome.revision is not None:
         context.log_event(_revision_event(outcome.revision, redactor))
         reload_code_location(context.log)
@@ -335,21 +337,47 @@ def aqueduct_heal_job() -> None:
 
 
 # --------------------------------------------------------------------------- approval
+# Every staged patch is a partition of the approve and reject jobs: the launchpad's partition
+# picker lists what waits for review, so approving is choosing the patch (after reading its
+# diff on the heal run) and launching. A patch id given as config works as well (the CLI's way).
+
+PENDING_PATCHES = dg.DynamicPartitionsDefinition(name="aqueduct_pending_patches")
+
+
+def offer_for_review(instance: dg.DagsterInstance, patch_id: str) -> None:
+    instance.add_dynamic_partitions(PENDING_PATCHES.name, [patch_id])
+
+
+def _withdraw(instance: dg.DagsterInstance, patch_id: str) -> None:
+    if instance.has_dynamic_partition(PENDING_PATCHES.name, patch_id):
+        instance.delete_dynamic_partition(PENDING_PATCHES.name, patch_id)
 
 
 class PatchIdConfig(dg.Config):
-    patch_id: str
+    #: Empty: the run's partition (the patch picked in the launchpad).
+    patch_id: str = ""
     reason: str = ""
+
+
+def _patch_id(context: dg.OpExecutionContext, config: PatchIdConfig) -> str:
+    patch_id = config.patch_id or (context.partition_key if context.has_partition_key else "")
+    if not patch_id:
+        raise dg.Failure("no patch chosen: pick a pending patch as the partition, or give config patch_id")
+    return patch_id
 
 
 @dg.op(name="approve_patch", description="Apply a pending patch as a new Blueprint revision")
 def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> dict[str, Any]:
     from aqueduct_dagster.errors import AqueductError
 
+    patch_id = _patch_id(context, config)
     try:
-        revision = _queue(_config()).apply(config.patch_id)
+        revision = _queue(_config()).apply(patch_id)
     except AqueductError as error:
+        if "not pending" in str(error) or "no pending patch" in str(error).lower():
+            _withdraw(context.instance, patch_id)  # applied or rejected elsewhere (the CLI)
         raise dg.Failure(str(error)) from None
+    _withdraw(context.instance, patch_id)
     context.log_event(_revision_event(revision))
     reload_code_location(context.log)
     context.log.info(revision.summary)
@@ -360,20 +388,24 @@ def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> d
 def reject_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> str:
     from aqueduct_dagster.errors import AqueductError
 
+    patch_id = _patch_id(context, config)
     try:
-        target = _queue(_config()).reject(config.patch_id, config.reason)
+        target = _queue(_config()).reject(patch_id, config.reason)
     except AqueductError as error:
         raise dg.Failure(str(error)) from None
-    context.log.info(f"rejected {config.patch_id}: {target}")
+    _withdraw(context.instance, patch_id)
+    context.log.info(f"rejected {patch_id}: {target}")
     return str(target)
 
 
-@dg.job(name=APPROVE_JOB, executor_def=dg.in_process_executor, description="Apply a pending patch")
+@dg.job(name=APPROVE_JOB, executor_def=dg.in_process_executor, partitions_def=PENDING_PATCHES,
+        description="Apply a pending patch: pick it as the partition")  # fmt: skip
 def approve_patch_job() -> None:
     approve_patch_op()
 
 
-@dg.job(name=REJECT_JOB, executor_def=dg.in_process_executor, description="Reject a pending patch")
+@dg.job(name=REJECT_JOB, executor_def=dg.in_process_executor, partitions_def=PENDING_PATCHES,
+        description="Reject a pending patch: pick it as the partition")  # fmt: skip
 def reject_patch_job() -> None:
     reject_patch_op()
 
@@ -386,7 +418,7 @@ def build_failure_sensor(blueprint_jobs: Sequence[Any]) -> dg.SensorDefinition:
         name="aqueduct_heal_on_failure",
         monitored_jobs=list(blueprint_jobs),
         request_job=aqueduct_heal_job,
-        minimum_interval_seconds=int(os.environ.get("AQUEDUCT_SENSOR_INTERVAL", "5")),
+        minimum_interval_seconds=int(os.environ.get("AQUEDUCT_SENSOR_INTERVAL", "15")),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Launches a heal run for every failed blueprint run",
     )

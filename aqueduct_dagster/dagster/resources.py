@@ -41,6 +41,7 @@ class SparkResource(dg.ConfigurableResource):
         run_id: str,
         prev_run_id: str | None,
         instance: dg.DagsterInstance | None = None,
+        partition_key: str | None = None,
     ) -> Manifest:
         """The Manifest bound for this run, once per run: run tokens (`@aq.run.*`,
         `@aq.date.*`), then Depot reads (`@aq.depot.get`, `${ctx._watermark}`).
@@ -55,7 +56,10 @@ class SparkResource(dg.ConfigurableResource):
             self._started_at = datetime.now(UTC)
         key = (manifest.fingerprint or manifest.blueprint_id, run_id)
         if key not in self._bound:
-            run = RunInfo(run_id=run_id, started_at=self._started_at, prev_run_id=prev_run_id)
+            from aqueduct_dagster.dagster.scheduling import logical_start
+
+            run = RunInfo(run_id=run_id, started_at=self._started_at, prev_run_id=prev_run_id,
+                          partition_key=partition_key, logical_at=logical_start(manifest, partition_key))  # fmt: skip
             bound = bind_runtime(manifest, run)
             if uses_depot(bound):
                 depot = self.depot(bound)

@@ -37,7 +37,8 @@ def test_healing_jobs_and_failure_sensor_are_defined(demo_project):
         assert defs.resolve_job_def(name).executor_def.name == "in_process"
     sensor = defs.resolve_sensor_def("aqueduct_heal_on_failure")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds <= 10
+    # A heal starts within seconds of a failure, without the daemon logging every few seconds.
+    assert 10 <= sensor.minimum_interval_seconds <= 15
 
 
 def test_assert_is_a_blocking_check_on_the_asset_it_guards(demo_project):

@@ -83,3 +83,19 @@ def test_spark_failure_without_llm_is_healed_by_rules(healing_env):
     summary = _heal(instance, run_id)
     assert summary["status"] == "staged", summary
     assert [g.split(":")[0] for g in summary["gates"]] == ["guardrails", "compile", "effect", "lineage", "sandbox"]
+
+
+def test_a_staged_patch_is_offered_as_a_partition_and_picking_it_applies_it(healing_env, monkeypatch):
+    from aqueduct_dagster.dagster.healing import PENDING_PATCHES, approve_patch_job
+
+    monkeypatch.setenv("AQUEDUCT_BLUEPRINTS_DIR", str(healing_env["blueprints"]))  # the root patches may edit
+
+    instance, run_id = _fail_run(healing_env, ("SELECT order_id", "SELECT order_idd"))
+    summary = _heal(instance, run_id)
+    assert summary["status"] == "staged", summary
+    assert instance.get_dynamic_partitions(PENDING_PATCHES.name) == [summary["patch_id"]]
+    # What the launchpad does when the patch is picked: a run of that partition, no config.
+    result = approve_patch_job.execute_in_process(instance=instance, partition_key=summary["patch_id"])
+    assert result.output_for_node("approve_patch")["patch_id"] == summary["patch_id"]
+    assert "order_idd" not in (healing_env["blueprints"] / "orders_daily.yml").read_text()
+    assert instance.get_dynamic_partitions(PENDING_PATCHES.name) == []

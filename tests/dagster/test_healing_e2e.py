@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 
+import dagster as dg
 import pyarrow  # noqa: F401  (before deltalake)
 import pytest
 from deltalake import DeltaTable
@@ -91,9 +92,13 @@ def test_failed_run_is_healed_by_the_daemon_in_human_and_auto_mode(drifted_proje
         blueprint = root / "blueprints" / "orders_human.yml"
         assert "order_amount" not in blueprint.read_text()
 
-        approve = launch_run(server, "aqueduct_approve_patch",
-                             {"ops": {"approve_patch": {"config": {"patch_id": record["patch"]["patch_id"]}}}})  # fmt: skip
+        # The staged patch waits as a partition of the approve job: picking it is approving it.
+        patch_id = record["patch"]["patch_id"]
+        instance = dg.DagsterInstance.from_config(str(root / "home"))
+        assert instance.get_dynamic_partitions("aqueduct_pending_patches") == [patch_id]
+        approve = launch_run(server, "aqueduct_approve_patch", tags={"dagster/partition": patch_id})
         assert wait_for_run(server, approve) == "SUCCESS"
+        assert instance.get_dynamic_partitions("aqueduct_pending_patches") == []
         assert "order_amount" in blueprint.read_text()
         revision = server.graphql(REVISIONS, {"path": ["orders_human", "blueprint_revision"]})["assetOrError"]
         entries = {e["label"]: e for e in revision["assetMaterializations"][0]["metadataEntries"]}

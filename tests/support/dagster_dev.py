@@ -109,11 +109,14 @@ query($key: String!, $value: String!) {
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-def launch_run(server: DagsterDev, job: str, run_config: dict[str, Any] | None = None) -> str:
-    params = {
+def launch_run(server: DagsterDev, job: str, run_config: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None) -> str:  # fmt: skip
+    params: dict[str, Any] = {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": job},
         "runConfigData": run_config or {},
     }
+    if tags:  # e.g. {"dagster/partition": key}: what the launchpad sends for a picked partition
+        params["executionMetadata"] = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
     result = server.graphql(LAUNCH, {"params": params})["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
         raise AssertionError(f"launching {job} failed: {result}")
