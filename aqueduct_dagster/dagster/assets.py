@@ -68,8 +68,11 @@ def _out_name(port: str) -> str:
 
 
 def build_blueprint_assets(
-    manifest: Manifest, translator: BlueprintTranslator | None = None
+    manifest: Manifest,
+    translator: BlueprintTranslator | None = None,
+    upstream: Mapping[str, dg.AssetKey] | None = None,
 ) -> list[dg.AssetsDefinition]:
+    """`upstream`: Ingress id -> the asset (of another Blueprint) whose output it reads."""
     translator = translator or BlueprintTranslator()
     producers = [m for m in manifest.modules.values() if not collapses_into_check(manifest, m)]
     specs = {m.id: translator.get_asset_spec(ModuleAssetData(manifest, m)) for m in producers}
@@ -90,7 +93,7 @@ def build_blueprint_assets(
 
     return [
         _module_asset(manifest, module, specs[module.id], key_of, guards.get(module.id, []),
-                      consumer_count.get(module.id, 0))  # fmt: skip
+                      consumer_count.get(module.id, 0), [upstream[module.id]] if module.id in (upstream or {}) else [])  # fmt: skip
         for module in producers
     ]
 
@@ -117,6 +120,7 @@ def _module_asset(
     key_of,
     asserts: list[CompiledModule],
     consumers: int,
+    external: list[dg.AssetKey] | None = None,
 ) -> dg.AssetsDefinition:
     input_names = {f"in_{index}": inp.alias for index, inp in enumerate(module.inputs)}
     ins = {
@@ -124,6 +128,7 @@ def _module_asset(
         for name, inp in zip(input_names, module.inputs, strict=True)
     }
     after = [key_of(dep) for dep in module.after if key_of(dep) not in {i.key for i in ins.values()}]
+    after += external or []  # another Blueprint's output this Ingress reads
     metadata = dict(spec.metadata or {})
     metadata[CONSUMERS_METADATA_KEY] = consumers
     if (manifest.checkpoint or module.spec.checkpoint) and module.type not in ("Egress", "Probe"):

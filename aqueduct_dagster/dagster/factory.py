@@ -18,6 +18,7 @@ from aqueduct_dagster.dagster.assets import (
     SPARK_RESOURCE_KEY,
     build_blueprint_assets,
 )
+from aqueduct_dagster.dagster.cross_blueprint import upstream_of
 from aqueduct_dagster.dagster.healing import (
     approve_patch_job,
     aqueduct_heal_job,
@@ -161,9 +162,11 @@ def _build_definitions(
     jobs = []
     schedules: list[dg.ScheduleDefinition] = []
     loaded: list[Manifest] = []
+    upstream = upstream_of(manifests, translator)
     for manifest in manifests:
         try:
-            blueprint_assets = build_blueprint_assets(manifest, translator)
+            reads = {ingress: key for (bp, ingress), key in upstream.items() if bp == manifest.blueprint_id}
+            blueprint_assets = build_blueprint_assets(manifest, translator, reads)
             job = build_blueprint_job(manifest, blueprint_assets, all_resources)
             blueprint_schedules = schedules_of(manifest, job)
         except Exception as error:  # noqa: BLE001 - Dagster refusing one Blueprint's definitions

@@ -95,3 +95,49 @@ def test_static_partitions_cannot_be_scheduled(tmp_path):
     (blueprints / "daily_sales.yml").write_text(text + 'schedule: "0 6 * * *"\n')
     with pytest.raises(AqueductError, match="cannot pick one of static partitions"):
         build_definitions(blueprints, strict=True)
+
+
+WRITER = """\
+aqueduct: "1.0"
+id: orders_writer
+name: Orders writer
+modules:
+  - id: raw
+    type: Ingress
+    config: {{format: csv, path: "{data}/raw.csv", header: true}}
+  - id: published
+    type: Egress
+    config: {{format: parquet, path: "{data}/shared/orders/", mode: overwrite}}
+edges:
+  - {{from: raw, to: published}}
+"""
+READER = """\
+aqueduct: "1.0"
+id: orders_reader
+name: Orders reader
+automation: eager
+modules:
+  - id: orders
+    type: Ingress
+    config: {{format: parquet, path: "file:{data}/shared/orders"}}
+  - id: report
+    type: Egress
+    config: {{format: parquet, path: "{data}/report", mode: overwrite}}
+edges:
+  - {{from: orders, to: report}}
+"""
+
+
+def test_an_ingress_reading_another_blueprints_output_depends_on_its_asset(tmp_path):
+    blueprints = tmp_path / "blueprints"
+    blueprints.mkdir()
+    data = tmp_path / "data"
+    (blueprints / "writer.yml").write_text(WRITER.format(data=data))
+    (blueprints / "reader.yml").write_text(READER.format(data=data))
+    graph = build_definitions(blueprints, strict=True).resolve_asset_graph()
+    reader_ingress = graph.get(dg.AssetKey(["orders_reader", "orders"]))
+    # `file:` and a trailing slash do not hide that it is the same folder.
+    assert dg.AssetKey(["orders_writer", "published"]) in reader_ingress.parent_keys
+    assert reader_ingress.automation_condition == dg.AutomationCondition.eager()
+    # Nothing else is joined: the writer reads a file nobody writes.
+    assert graph.get(dg.AssetKey(["orders_writer", "raw"])).parent_keys == set()
