@@ -27,9 +27,17 @@ from aqueduct_dagster.dagster.metadata import (
 from aqueduct_dagster.dagster.retry import effective_retry
 from aqueduct_dagster.dagster.scheduling import automation_condition_of, partitions_def_of
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData, safe_name
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.redaction import Redactor, install_log_redaction
 
 SPARK_RESOURCE_KEY = "aqueduct_spark"
+#: Each Blueprint's revision asset (dagster/healing.py materializes it when a patch applies):
+#: upstream of the Blueprint's Ingress assets, so an applied patch marks the outputs stale.
+REVISION_ASSET_NAME = "blueprint_revision"
+
+
+def revision_asset_key(blueprint_id: str) -> dg.AssetKey:
+    return dg.AssetKey([blueprint_id, REVISION_ASSET_NAME])
 IO_MANAGER_KEY = "aqueduct_io_manager"
 ERROR_METADATA_KEY = "aqueduct/error"
 
@@ -93,9 +101,19 @@ def build_blueprint_assets(
 
     return [
         _module_asset(manifest, module, specs[module.id], key_of, guards.get(module.id, []),
-                      consumer_count.get(module.id, 0), [upstream[module.id]] if module.id in (upstream or {}) else [])  # fmt: skip
+                      consumer_count.get(module.id, 0), _external_deps(manifest, module, upstream))  # fmt: skip
         for module in producers
     ]
+
+
+def _external_deps(manifest: Manifest, module: CompiledModule,
+                   upstream: Mapping[str, dg.AssetKey] | None) -> list[dg.AssetKey]:  # fmt: skip
+    if module.type != "Ingress":
+        return []
+    found = [revision_asset_key(manifest.blueprint_id)]
+    if module.id in (upstream or {}):
+        found.append(upstream[module.id])  # type: ignore[index]
+    return found
 
 
 def _consumer_counts(manifest: Manifest) -> dict[str, int]:
@@ -300,23 +318,19 @@ def _run_redactor(run_id: str, manifest: Manifest) -> Redactor:
 
 def _redacted_failure(redactor: Redactor, module: CompiledModule, failure: Any,
                       frames: Mapping[str, Any]) -> dg.Failure:  # fmt: skip
-    """The step's failure as the event log keeps it: everything a healer needs, redacted.
+    """The step's failure as the event log keeps it: one FailureRecord, redacted.
 
     Raised `from None`: Dagster records an exception's cause chain in the event log, and the
     ModuleFailed (with the Spark exception below it) holds the raw text, secrets and data
-    values included. The structured error travels in the metadata instead.
+    values included. The structured record travels in the metadata instead.
     """
-    spark_error = failure.error.to_dict()
-    error = {
-        "module_id": module.id,
-        "message": redactor.error_text(str(failure), spark_error),
-        "spark": redactor.error(spark_error),
-        # Column names come from the data: secrets out; the healer fences them as data.
-        "input_schemas": redactor.data({alias: _schema_pairs(frame) for alias, frame in frames.items()}),
-    }
+    # Column names come from the data: secrets out (`redacted`); the healer fences them as data.
+    schemas = {alias: _schema_pairs(frame) for alias, frame in frames.items()}
+    record = FailureRecord.from_failure(failure, schemas).model_copy(update={"module_id": module.id})
+    record = record.redacted(redactor)
     return dg.Failure(
-        description=error["message"],
-        metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(error)},
+        description=record.message,
+        metadata={ERROR_METADATA_KEY: dg.MetadataValue.json(json.loads(record.to_json()))},
         allow_retries=failure.transient,
     )
 

@@ -16,18 +16,14 @@ import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import Manifest
 from aqueduct_dagster.config import AqueductConfig, load_config
-from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY
+from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY, revision_asset_key
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG, HEAL_TAG
 from aqueduct_dagster.dagster.translator import safe_name
+from aqueduct_dagster.engine.errors import FailureRecord
 
 HEAL_JOB = "aqueduct_heal"
 APPROVE_JOB = "aqueduct_approve_patch"
 REJECT_JOB = "aqueduct_reject_patch"
-REVISION_ASSET_NAME = "blueprint_revision"
-
-
-def revision_asset_key(blueprint_id: str) -> dg.AssetKey:
-    return dg.AssetKey([blueprint_id, REVISION_ASSET_NAME])
 
 
 def revision_asset_specs(manifests: Sequence[Manifest]) -> list[dg.AssetSpec]:
@@ -35,9 +31,10 @@ def revision_asset_specs(manifests: Sequence[Manifest]) -> list[dg.AssetSpec]:
         dg.AssetSpec(
             key=revision_asset_key(m.blueprint_id),
             group_name=safe_name(m.blueprint_id),
-            description=f"Revisions of {m.source_path}: each materialization is an applied patch or a rollback.",
+            description=f"Revisions of {Path(m.source_path).name}: each materialization is an applied patch or a "
+            "rollback. Its Ingress assets read downstream of it: after a revision, the outputs are stale.",
             kinds={"yaml"},
-            metadata={"aqueduct/blueprint": m.source_path},
+            metadata={"aqueduct/blueprint": Path(m.source_path).name},
         )
         for m in manifests
     ]
@@ -114,18 +111,19 @@ class HealRunConfig(dg.Config):
     run_id: str
 
 
-def _failure_from_run(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:
-    """The structured error the failed step recorded, or None when it has none."""
+def _failure_from_run(instance: dg.DagsterInstance, run_id: str) -> FailureRecord | None:
+    """The FailureRecord the failed step (or check) recorded, or None when it has none."""
     records = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     for record in records:
         data = record.dagster_event.event_specific_data
         user = getattr(data, "user_failure_data", None)
         if user is not None and ERROR_METADATA_KEY in (user.metadata or {}):
-            return user.metadata[ERROR_METADATA_KEY].value
+            return FailureRecord.from_json(user.metadata[ERROR_METADATA_KEY].value)
     return None
 
 
-def _failed_trigger_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+def _failed_trigger_checks(instance: dg.DagsterInstance, run_id: str) -> list[FailureRecord]:
+    """A record per failed check of the run with a `trigger_agent` rule among its failed rules."""
     failed = []
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
@@ -133,13 +131,11 @@ def _failed_trigger_checks(instance: dg.DagsterInstance, run_id: str) -> list[di
             continue
         metadata = evaluation.metadata or {}
         rules = metadata.get("aqueduct/rules")
-        failed.append(
-            {
-                "module_id": metadata["aqueduct/module_id"].value if "aqueduct/module_id" in metadata else evaluation.check_name,
-                "asset": evaluation.asset_key.to_user_string(),
-                "rules": [r for r in (rules.value if rules else []) if not r.get("passed")],
-            }
-        )
+        failed_rules = [r for r in (rules.value if rules else []) if not r.get("passed")]
+        if not any(r.get("action") == "trigger_agent" for r in failed_rules):
+            continue
+        module_id = metadata["aqueduct/module_id"].value if "aqueduct/module_id" in metadata else evaluation.check_name
+        failed.append(FailureRecord.for_assert(module_id, failed_rules))
     return failed
 
 
@@ -157,19 +153,14 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     blueprint_path = failed_run.tags.get(BLUEPRINT_PATH_TAG)
     if not blueprint_path:
         raise dg.Failure(f"run {config.run_id} is not a blueprint run (no {BLUEPRINT_PATH_TAG} tag)")
-    error = _failure_from_run(instance, config.run_id)
-    trigger, failed_rules = "run_failure", []
-    if error is None:
-        checks = [c for c in _failed_trigger_checks(instance, config.run_id)
-                  if any(r.get("action") == "trigger_agent" for r in c["rules"])]  # fmt: skip
+    failure = _failure_from_run(instance, config.run_id)
+    if failure is None:
+        checks = _failed_trigger_checks(instance, config.run_id)
         if not checks:
             context.log.info("the run failed without a Spark error or a trigger_agent Assert: nothing to heal")
             return {"status": "skipped", "message": "no healable failure in the run"}
-        trigger, failed_rules = "assert", checks[0]["rules"]
-        error = {"module_id": checks[0]["module_id"], "spark": {"exception_class": "AssertionFailed",
-                 "condition": "AQ_ASSERT_FAILED", "message": "; ".join(r.get("message", "") for r in failed_rules)}}  # fmt: skip
-    spark_error = error.get("spark") or {}
-    if spark_error.get("transient"):
+        failure = checks[0]
+    if failure.error.transient:
         context.log.info("transient failure: retried by the run's retry policy, never healed")
         return {"status": "skipped", "message": "transient failure"}
 
@@ -177,25 +168,23 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     manifest = compile_blueprint(blueprint_path)
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=failed_run.job_name), limit=5)
     session = _lazy_session(manifest, config_file)
-    fault = _blame(manifest, error["module_id"], spark_error, session, context.log)
-    input_schemas = fault.input_schemas if fault.moved else error.get("input_schemas")
+    fault = _blame(manifest, failure.module_id, failure.error.to_dict(), session, context.log)
+    # The recorded schemas are those of the surfacing module's inputs.
+    input_schemas = fault.input_schemas if fault.moved else failure.input_schemas
     last_good, evidence = _last_good_evidence(instance, failed_run, _store(config_file))
     drift = _drift(manifest, fault.module_id, evidence, input_schemas, session, context.log)
     package = build_failure_package(
         manifest=manifest,
         blueprint_text=Path(blueprint_path).read_text(encoding="utf-8"),
+        failure=failure,
         failed_module=fault.module_id,
         surfaced_in=fault.surfaced_in,
         fault=fault.to_dict(),
-        error=spark_error,
-        # The recorded schemas are those of the surfacing module's inputs.
         input_schemas=input_schemas,
         last_good_run=last_good,
         drift=drift,
         contracts={mid: e["contract"] for mid, e in evidence.items() if e.get("contract")},
         run_id=config.run_id,
-        trigger=trigger,
-        failed_rules=failed_rules,
         recent_runs=[{"run_id": r.run_id, "status": r.status.value} for r in runs],
     )
     # One Redactor for this heal, built with the package: every log line, output and

@@ -3,17 +3,19 @@
 `extract_spark_error` turns whatever a module raised (a PySpark exception from a classic or
 a Spark Connect session, a raw `Py4JJavaError`, a socket error from a dead gateway, a plain
 Python error) into one `SparkErrorInfo` record: condition, SQLSTATE, message parameters, the
-Java cause chain. The
-healing layer keys on that record; the retry layer keys on its `transient` flag, which is
-decided once, here.
+Java cause chain. The retry layer keys on its `transient` flag, which is decided once, here.
+`FailureRecord` is that record with the module and its input schemas (or an Assert's failed
+rules): the one shape a failure has from the step that caught it to the healer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aqueduct_dagster.errors import EngineError, SourceLocation
 
@@ -80,56 +82,164 @@ def is_transient(
     return bool(_TRANSIENT_TEXT.search(text))
 
 
-@dataclass(frozen=True)
-class SparkErrorInfo:
-    """One failure in Spark's terms; JSON-able through `to_dict`."""
+class SparkErrorInfo(BaseModel):
+    """One failure in Spark's terms: the facts the healer keys on and the retry layer reads.
 
-    exception_class: str
-    condition: str | None
-    sqlstate: str | None
-    message_parameters: dict[str, str]
-    message: str
-    java_class: str | None
-    cause_chain: list[str]
-    transient: bool
+    The same type travels from the engine (`extract_spark_error`) through the Dagster event
+    log (inside a `FailureRecord`, redacted) into the healer's `FailurePackage`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    exception_class: str = ""
+    condition: str | None = None
+    sqlstate: str | None = None
+    message_parameters: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+    java_class: str | None = None
+    cause_chain: list[str] = Field(default_factory=list)
+    transient: bool = False
     #: Where in the SQL text or DataFrame code the error points (fragment, summary).
-    query_context: list[dict[str, Any]] = field(default_factory=list)
+    query_context: list[dict[str, Any]] = Field(default_factory=list)
 
-    def signature(self) -> str:
+    @field_validator("message_parameters", mode="before")
+    @classmethod
+    def _text_parameters(cls, value: Any) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (value or {}).items()}
+
+    @field_validator("cause_chain", mode="before")
+    @classmethod
+    def _text_chain(cls, value: Any) -> list[str]:
+        return [str(link) for link in value or []]
+
+    @field_validator("exception_class", "message", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return str(value or "")
+
+    @field_validator("query_context", mode="before")
+    @classmethod
+    def _contexts(cls, value: Any) -> list[dict[str, Any]]:
+        return [dict(item) for item in value or []]
+
+    def signature(self, *, blueprint_id: str | None = None, module_id: str | None = None) -> str:
         """Stable across runs of the same failure: the condition (or class) and parameter names.
 
         Parameter values are data (a bad cast input, a path with a date in it), so they are
         left out. For Python UDF failures the Python exception class is kept, since
-        PYTHON_EXCEPTION alone says nothing.
+        PYTHON_EXCEPTION alone says nothing. Scoped to a Blueprint and a module (what the
+        healer dedupes and rate-limits on) it is `head:module:digest`.
         """
         head = self.condition or self.java_class or self.exception_class or "unknown"
         if self.condition == "PYTHON_EXCEPTION":
             python_class = _python_exception_class(self.message_parameters.get("traceback", ""))
             if python_class:
                 head = f"{head}:{python_class}"
-        return f"{head}[{','.join(sorted(self.message_parameters))}]"
+        parameters = ",".join(sorted(self.message_parameters))
+        if blueprint_id is None and module_id is None:
+            return f"{head}[{parameters}]"
+        scope = f"{blueprint_id or ''}|{module_id or ''}|{head}|{parameters}"
+        return f"{head}:{module_id or ''}:{hashlib.sha256(scope.encode()).hexdigest()[:12]}"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = self.model_dump(mode="json")
         data["signature"] = self.signature()
         return data
+
+    def redacted(self, redactor: Any) -> SparkErrorInfo:
+        """These facts with secrets and data values removed (`redactor`: healing.redaction.Redactor).
+
+        The facts decide what is data: a data-class error (SQLSTATE 22, 23, ...) loses its
+        data values in every field, an analysis error keeps the SQL it quotes.
+        """
+        return SparkErrorInfo.model_validate(redactor.error(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SparkErrorInfo:
         """The inverse of `to_dict` (extra keys, such as `signature`, are ignored)."""
-        return cls(
-            exception_class=str(data.get("exception_class") or ""),
-            condition=data.get("condition"),
-            sqlstate=data.get("sqlstate"),
-            message_parameters={
-                str(k): str(v) for k, v in (data.get("message_parameters") or {}).items()
-            },
-            message=str(data.get("message") or ""),
-            java_class=data.get("java_class"),
-            cause_chain=[str(c) for c in data.get("cause_chain") or []],
-            transient=bool(data.get("transient")),
-            query_context=[dict(q) for q in data.get("query_context") or []],
+        return cls.model_validate(dict(data))
+
+
+FailureTrigger = Literal["run_failure", "assert"]
+
+
+class FailureRecord(BaseModel):
+    """One failure as the event log keeps it, built once where it was caught.
+
+    A failed step (or a failed check's aggregate) records the module it surfaced in, the
+    Spark facts and the schemas of its inputs; a `trigger_agent` Assert records its failed
+    rules. Written by the Dagster step (`to_json`, after `redacted`), read back by the heal
+    job (`from_json`) as this same type.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    module_id: str
+    error: SparkErrorInfo
+    trigger: FailureTrigger = "run_failure"
+    #: The failure as one line of text (the step's description in the event log).
+    message: str = ""
+    #: Per input alias, [column, type] pairs: what the failed module read.
+    input_schemas: dict[str, list[list[str]]] = Field(default_factory=dict)
+    #: The failed rules of a `trigger_agent` Assert (trigger "assert").
+    failed_rules: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_shape(cls, data: Any) -> Any:
+        # Event logs written before this record kept the Spark facts under "spark".
+        if isinstance(data, Mapping) and "error" not in data and "spark" in data:
+            data = {**data, "error": data["spark"]}
+        return data
+
+    @field_validator("input_schemas", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> dict[str, list[list[str]]]:
+        return {str(alias): [[str(part) for part in column] for column in columns]
+                for alias, columns in (value or {}).items()}  # fmt: skip
+
+    @classmethod
+    def for_assert(cls, module_id: str, failed_rules: Sequence[Mapping[str, Any]]) -> FailureRecord:
+        """A `trigger_agent` Assert's failed rules: no Spark error, the rules are the news."""
+        rules = [dict(rule) for rule in failed_rules]
+        message = "; ".join(str(rule.get("message", "")) for rule in rules)
+        error = SparkErrorInfo(exception_class="AssertionFailed", condition="AQ_ASSERT_FAILED", message=message)
+        return cls(module_id=module_id, error=error, trigger="assert", message=message, failed_rules=rules)
+
+    @classmethod
+    def from_failure(cls, failure: ModuleFailed, input_schemas: Mapping[str, Sequence[Sequence[str]]]) -> FailureRecord:
+        """The record of a module that failed on Spark, with what its inputs looked like."""
+        return cls(module_id=failure.module_id or "", error=failure.error, message=str(failure),
+                   input_schemas=dict(input_schemas))  # fmt: skip
+
+    def redacted(self, redactor: Any) -> FailureRecord:
+        """This record with secrets and data values removed (`redactor`: healing.redaction.Redactor).
+
+        The Spark facts decide what is data (their SQLSTATE class, their parameters): the
+        message is redacted as they say; column names come from the data, secrets out.
+        """
+        facts = self.error.to_dict()
+        return self.model_copy(
+            update={
+                "message": redactor.error_text(self.message, facts),
+                "error": self.error.redacted(redactor),
+                "input_schemas": redactor.data(self.input_schemas),
+                "failed_rules": redactor.data(self.failed_rules, data_literals=True),
+            }
         )
+
+    def signature(self, blueprint_id: str | None = None) -> str:
+        return self.error.signature(blueprint_id=blueprint_id, module_id=self.module_id if blueprint_id else None)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> FailureRecord:
+        """The inverse of `to_json`; also takes the decoded JSON (as Dagster's metadata returns it)."""
+        if isinstance(data, (str, bytes)):
+            return cls.model_validate_json(data)
+        return cls.model_validate(dict(data))
 
 
 def _python_exception_class(traceback: str) -> str | None:
@@ -579,14 +689,7 @@ class ModuleFailed(EngineError):
         super().__init__(message, location=location, module_id=module_id, hint=hint)
 
     def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        spark_error = self.error.to_dict()
-        # The error facts also sit at the top level, so one flat mapping feeds the healer.
-        for key, value in spark_error.items():
-            if key not in data:
-                data[key] = value
-        data["spark_error"] = spark_error
-        return data
+        return {**super().to_dict(), "spark_error": self.error.to_dict()}
 
     def __reduce__(self) -> Any:
         return (_rebuild_module_failed, (self.module_id, self.error.to_dict(), self.hint))

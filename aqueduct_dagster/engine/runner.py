@@ -11,7 +11,7 @@ A Probe's signals reach a Regulator on its `signal` edge. A Regulator that stays
 with `on_block: skip` skips everything downstream of it (recorded in `RunResult.skipped`
 and `RunResult.blocked`); a Regulator with `timeout_seconds` re-evaluates its Probe by
 rebuilding the Probe's input from the sources up (Egress and Assert passed through).
-Disabled modules are skipped together with everything downstream of them.
+Disabled modules never get here: the compiler drops them, with everything downstream.
 
 This is the one place where ports are routed: a real run and the heal gates' replays (their
 writes redirected to a scratch folder, their input optionally sampled) differ only in the
@@ -122,12 +122,11 @@ def run_manifest(
     order = list(manifest.modules.values())
     selected = _selected(manifest, only)
     needed = _with_ancestors(manifest, selected)
-    skipped = _disabled_with_descendants(order)
-    runnable = [m for m in order if m.id in needed and m.id not in skipped]
+    runnable = [m for m in order if m.id in needed]
     active = {m.id for m in runnable if m.id in selected}
     uses = _uses(runnable, active)
 
-    result = RunResult(skipped=[m.id for m in order if m.id in skipped])
+    result = RunResult()
     register_udfs(spark, manifest)
     frames: dict[Key, Any] = {}
     persisted: list[DataFrame] = []
@@ -236,20 +235,6 @@ def _with_ancestors(manifest: Manifest, selected: set[str]) -> set[str]:
                 needed.add(source.source)
                 stack.append(source.source)
     return needed
-
-
-def _disabled_with_descendants(order: list[CompiledModule]) -> set[str]:
-    skipped: set[str] = set()
-    for module in order:
-        if not _enabled(module.spec.enabled) or any(i.source in skipped for i in module.inputs):
-            skipped.add(module.id)
-    return skipped
-
-
-def _enabled(value: bool | str) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("false", "0", "no", "off", "")
-    return bool(value)
 
 
 def _uses(runnable: list[CompiledModule], active: set[str]) -> Counter[Key]:

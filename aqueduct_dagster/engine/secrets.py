@@ -6,12 +6,11 @@ just before handing a reader or writer its options, and never puts the result in
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-from collections.abc import Callable
 from typing import Any
 
+from aqueduct_dagster.blueprint.runtime import reveal_secrets as reveal_tokens
 from aqueduct_dagster.engine.errors import ConditionError
 
 _SECRET = re.compile(r"""@aq\.secret\(\s*['"]([^'"]+)['"]\s*\)""")
@@ -25,7 +24,8 @@ def reveal_secrets(value: Any) -> Any:
     for name in secret_names(value):
         if name not in os.environ:
             _missing(name)
-    return _reveal()(value)
+    # The compiler owns the @aq.* function table: its reveal substitutes the tokens.
+    return reveal_tokens(value)
 
 
 def secret_names(value: Any) -> list[str]:
@@ -37,37 +37,6 @@ def secret_names(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [name for item in value for name in secret_names(item)]
     return []
-
-
-def _reveal() -> Callable[[Any], Any]:
-    # The compiler owns the @aq.* function table; use its reveal when it has one.
-    for module_name in ("aqueduct_dagster.blueprint.runtime", "aqueduct_dagster.blueprint"):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001 - not written yet, or broken: the fallback still works
-            continue
-        reveal = getattr(module, "reveal_secrets", None)
-        if callable(reveal):
-            return reveal
-    return reveal_secrets_from_env
-
-
-def reveal_secrets_from_env(value: Any) -> Any:
-    """The engine's own reveal: each token becomes `os.environ[NAME]`."""
-    if isinstance(value, str):
-        return _SECRET.sub(_lookup, value)
-    if isinstance(value, dict):
-        return {key: reveal_secrets_from_env(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(reveal_secrets_from_env(item) for item in value)
-    return value
-
-
-def _lookup(match: re.Match[str]) -> str:
-    name = match.group(1)
-    if name not in os.environ:
-        _missing(name)
-    return os.environ[name]
 
 
 def _missing(name: str) -> None:

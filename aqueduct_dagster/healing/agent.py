@@ -24,6 +24,7 @@ from pydantic import ValidationError, model_validator
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.config import AgentBudget, AgentConnection, resolve_setting
 from aqueduct_dagster.errors import ConfigError
+from aqueduct_dagster.healing.diagnoser import Proposal, StopReason
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import OPERATION_NAMES, PatchSpec
 
@@ -80,6 +81,12 @@ def guarded_patch_model(policy: Agent, package: FailurePackage) -> type[PatchSpe
     return GuardedPatchSpec
 
 
+def _drift_for_prompt(drift: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    keep = ("removed", "added", "retyped", "renamed", "rename_candidates", "delimiter", "format", "location", "read_error")
+    return {module: {k: v for k, v in entry.items() if k in keep and v} for module, entry in drift.items()
+            if any(entry.get(k) for k in keep)}  # fmt: skip
+
+
 def build_prompt(package: FailurePackage, *, policy: Agent, prompt_context: str | None = None) -> list[dict[str, str]]:
     """System + user messages; compact on purpose (a small blueprint fits in ~6k characters)."""
     ops = [op for op in OPERATION_NAMES if op not in policy.guardrails.forbidden_ops]
@@ -114,7 +121,7 @@ def build_prompt(package: FailurePackage, *, policy: Agent, prompt_context: str 
             for k, v in {
                 "condition": error.condition,
                 "sqlstate": error.sqlstate,
-                "parameters": error.parameters or None,
+                "parameters": error.message_parameters or None,
                 "exception": error.exception_class.rsplit(".", 1)[-1] or None,
                 "message": _first_lines(error.message, 12, 1200),
                 "caused_by": error.cause_chain[:2] or None,
@@ -123,6 +130,8 @@ def build_prompt(package: FailurePackage, *, policy: Agent, prompt_context: str 
         },
         "upstream_schemas": {a: {c.name: c.type for c in cols} for a, cols in package.upstream_schemas.items()} or None,
         "failed_rules": package.failed_rules or None,
+        # What changed in the inputs since the last good run (column names come from the data).
+        "drift_since_last_good_run": _drift_for_prompt(package.drift) or None,
     }
     user = (
         "The failure, redacted. The Blueprint as written:\n"
@@ -205,10 +214,8 @@ class LLMDiagnoser:
 
     # ------------------------------------------------------------------ one round
 
-    def propose(self, package: FailurePackage, feedback: Sequence[str]) -> Any:
+    def propose(self, package: FailurePackage, feedback: Sequence[str]) -> Proposal:
         from instructor.core.exceptions import InstructorRetryException
-
-        from aqueduct_dagster.healing.heal import Proposal
 
         conversation = self._conversation_for(package)
         for message in feedback[conversation.seen_feedback :]:
@@ -221,7 +228,7 @@ class LLMDiagnoser:
         conversation.seen_feedback = len(feedback)
         stop = self._budget_stop(conversation)
         if stop:
-            return Proposal(None, f"budget: {stop}", prompt_version=PROMPT_VERSION, final=True)
+            return Proposal(None, f"budget: {stop}", prompt_version=PROMPT_VERSION, final=True, stop=StopReason.BUDGET)
         conversation.rounds += 1
         try:
             patch, completion = self.client.chat.completions.create_with_completion(
@@ -241,13 +248,16 @@ class LLMDiagnoser:
             ):
                 # The endpoint never produced an answer: network, auth, timeout.
                 reason = f"LLM call failed: {type(cause or error).__name__}: {cause or error}"
+                why = StopReason.CALL_FAILED
             else:
                 last = str(error).strip().splitlines()[-1] if str(error).strip() else "invalid answer"
                 reason = f"the model gave no valid PatchSpec after {error.n_attempts} attempts: {last}"
-            return Proposal(None, package.redactor.text(reason), *usage, prompt_version=PROMPT_VERSION, final=True)
+                why = StopReason.INVALID_ANSWER
+            return Proposal(None, package.redactor.text(reason), *usage, prompt_version=PROMPT_VERSION, final=True,
+                            stop=why)  # fmt: skip
         except Exception as error:  # noqa: BLE001 - network, auth, timeouts: report, never crash the heal
             reason = package.redactor.text(f"LLM call failed: {type(error).__name__}: {error}")
-            return Proposal(None, reason, prompt_version=PROMPT_VERSION, final=True)
+            return Proposal(None, reason, prompt_version=PROMPT_VERSION, final=True, stop=StopReason.CALL_FAILED)
         input_tokens, output_tokens = _tokens(getattr(completion, "usage", None))
         conversation.tokens += input_tokens + output_tokens
         plain = PatchSpec.model_validate(patch.model_dump())

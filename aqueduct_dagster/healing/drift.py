@@ -93,9 +93,14 @@ def _positions(fields: Fields) -> dict[str, int]:
 
 
 def _similar_names(old: str, new: str) -> bool:
+    """Names that say the same thing: most of their words shared (`unit_price` ~
+    `price_per_unit`, `signup_date` ~ `signup date`) or nearly the same spelling. One shared
+    suffix is not enough: `humidity_pct` and `battery_pct` are different measures."""
     a, b = old.rsplit(".", 1)[-1].lower(), new.rsplit(".", 1)[-1].lower()
-    tokens = {t for t in re.split(r"[^a-z0-9]+", a) if len(t) > 1} & {t for t in re.split(r"[^a-z0-9]+", b) if len(t) > 1}
-    return bool(tokens) or difflib.SequenceMatcher(None, a, b).ratio() >= 0.6
+    words_a = {t for t in re.split(r"[^a-z0-9]+", a) if t}
+    words_b = {t for t in re.split(r"[^a-z0-9]+", b) if t}
+    shared = len(words_a & words_b) / max(len(words_a | words_b), 1)
+    return shared >= 0.5 or difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
 
 
 def columns_of(columns: Iterable[Mapping[str, Any]] | None) -> list[tuple[str, str]]:

@@ -8,7 +8,6 @@ context keys they use. Everything is redacted before the package exists.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
@@ -20,6 +19,8 @@ import yaml
 from pydantic import BaseModel, Field, PrivateAttr
 
 from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.engine.errors import FailureRecord, FailureTrigger, SparkErrorInfo
+from aqueduct_dagster.healing.arcade_files import raw_modules as modules_as_written
 from aqueduct_dagster.healing.redaction import Redactor
 
 
@@ -32,28 +33,16 @@ class NeighbourModule(BaseModel):
     id: str
     type: str
     #: "surfaced": where a lazily evaluated fault raised, downstream of the failed module.
-    role: Literal["failed", "upstream", "downstream", "surfaced"]
+    #: "reader": reads an Ingress whose input drifted since the last good run (a fix may
+    #: belong where the drifted column is read, not where the run failed).
+    role: Literal["failed", "upstream", "downstream", "surfaced", "reader"]
     inputs: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-class ErrorFacts(BaseModel):
-    """The structured Spark (or framework) error, redacted."""
-
-    exception_class: str = ""
-    condition: str | None = None
-    sqlstate: str | None = None
-    parameters: dict[str, str] = Field(default_factory=dict)
-    message: str = ""
-    cause_chain: list[str] = Field(default_factory=list)
-    transient: bool = False
-    #: Where Spark points: the SQL fragment (`CAST(qty AS INT)`) and the line it quotes.
-    query_context: list[dict[str, Any]] = Field(default_factory=list)
-
-
 class FailurePackage(BaseModel):
     heal_id: str
-    trigger: Literal["run_failure", "assert"] = "run_failure"
+    trigger: FailureTrigger = "run_failure"
     blueprint_id: str
     blueprint_path: str
     run_id: str | None = None
@@ -66,7 +55,8 @@ class FailurePackage(BaseModel):
     #: How `failed_module` was found (healing.blame.Blame.to_dict) with the sample evidence
     #: the safe-rewrite rules check; empty when nobody blamed.
     fault: dict[str, Any] = Field(default_factory=dict)
-    error: ErrorFacts
+    #: The structured Spark (or framework) error, redacted.
+    error: SparkErrorInfo
     signature: str
     #: The failed module exactly as written (templating intact): what a patch edits.
     module_raw: dict[str, Any]
@@ -111,19 +101,6 @@ class FailurePackage(BaseModel):
         return {alias: [c.name for c in cols] for alias, cols in self.upstream_schemas.items()}
 
 
-def error_signature(blueprint_id: str, module_id: str, error: ErrorFacts) -> str:
-    """Stable across runs of the same failure: no data values, no run ids."""
-    key = error.condition or error.exception_class or "unknown"
-    params = ",".join(sorted(error.parameters))
-    digest = hashlib.sha256(f"{blueprint_id}|{module_id}|{key}|{params}".encode()).hexdigest()[:12]
-    return f"{key}:{module_id}:{digest}"
-
-
-def raw_modules(blueprint_text: str) -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(blueprint_text) or {}
-    return {m["id"]: m for m in data.get("modules") or [] if isinstance(m, dict) and "id" in m}
-
-
 _MACRO_USE = re.compile(r"\{\{\s*macros\.(\w+)")
 _CONTEXT_USE = re.compile(r"\$\{ctx\.([\w.]+)\}")
 
@@ -132,14 +109,12 @@ def build_failure_package(
     *,
     manifest: Manifest,
     blueprint_text: str,
-    failed_module: str,
-    error: Mapping[str, Any],
+    failure: FailureRecord,
+    failed_module: str | None = None,
     surfaced_in: str | None = None,
     fault: Mapping[str, Any] | None = None,
     input_schemas: Mapping[str, Sequence[Sequence[str]]] | None = None,
     run_id: str | None = None,
-    trigger: Literal["run_failure", "assert"] = "run_failure",
-    failed_rules: Sequence[Mapping[str, Any]] = (),
     recent_runs: Sequence[Mapping[str, Any]] = (),
     last_good_run: str | None = None,
     drift: Mapping[str, Any] | None = None,
@@ -147,10 +122,15 @@ def build_failure_package(
     env: Mapping[str, str] | None = None,
     redactor: Redactor | None = None,
 ) -> FailurePackage:
-    """The package of one failure, redacted by `redactor` (built here from the Blueprint when
-    the caller has none): the same Redactor then guards every sink the package reaches."""
-    from aqueduct_dagster.healing.arcade_files import raw_modules as modules_as_written
+    """The package of `failure`, redacted by `redactor` (built here from the Blueprint when the
+    caller has none): the same Redactor then guards every sink the package reaches.
 
+    `failed_module` is the module that holds the fault (blame's answer; by default the one
+    the failure surfaced in), `input_schemas` its inputs' columns (by default the recorded ones).
+    """
+    failed_module = failed_module or failure.module_id
+    if input_schemas is None:
+        input_schemas = failure.input_schemas
     source = Path(manifest.source_path)
     # Arcade children are read from their own files, under their ids in the Manifest.
     raws = modules_as_written(blueprint_text, source if source.is_file() else None)
@@ -159,24 +139,13 @@ def build_failure_package(
         redactor = Redactor.for_blueprint(blueprint_text + "\n" + yaml.safe_dump(raws), env, code=blueprint_text)
     module = manifest.module(failed_module)
 
-    facts = ErrorFacts(
-        exception_class=str(error.get("exception_class") or ""),
-        condition=error.get("condition"),
-        sqlstate=error.get("sqlstate"),
-        parameters={str(k): str(v) for k, v in (error.get("message_parameters") or {}).items()},
-        message=str(error.get("message") or ""),
-        cause_chain=[str(c) for c in error.get("cause_chain") or []][:5],
-        transient=bool(error.get("transient")),
-        query_context=[dict(c) for c in error.get("query_context") or []][:3],
-    )
     # Data exceptions (SQLSTATE classes 22/23: bad cast input, constraint values) quote
     # *data* values: those go, in every quoting style. Syntax and analysis errors (class 42)
     # quote the SQL itself (`near 'user'`), which the Blueprint already holds: keeping it
     # lets a rule act on it. The structured fields decide which is which (`is_data_error`).
-    redacted = redactor.error({**facts.model_dump(), "java_class": error.get("java_class")})
-    redacted.pop("java_class", None)
-    facts = ErrorFacts.model_validate(redacted)
-    facts.message = facts.message[:2000]
+    error = failure.error.redacted(redactor)
+    facts = error.model_copy(update={"message": error.message[:2000], "cause_chain": error.cause_chain[:5],
+                                     "query_context": error.query_context[:3]})  # fmt: skip
 
     neighbours = [_neighbour(manifest, raws, failed_module, "failed")]
     neighbours += [_neighbour(manifest, raws, i.source, "upstream") for i in module.inputs]
@@ -184,6 +153,11 @@ def build_failure_package(
     surfaced_in = surfaced_in or failed_module
     if surfaced_in not in {n.id for n in neighbours}:
         neighbours.append(_neighbour(manifest, raws, surfaced_in, "surfaced"))
+    drifted = [m for m, entry in (drift or {}).items() if entry.get("kind") == "ingress" and entry.get("changed")]
+    for ingress in drifted:
+        for reader in manifest.consumers(ingress):
+            if reader.id not in {n.id for n in neighbours}:
+                neighbours.append(_neighbour(manifest, raws, reader.id, "reader"))
 
     used_text = yaml.safe_dump([n.config for n in neighbours])
     macros = {name: body for name, body in manifest.macros.items() if name in _MACRO_USE.findall(used_text)}
@@ -197,7 +171,7 @@ def build_failure_package(
     }
     package = FailurePackage(
         heal_id=uuid.uuid4().hex[:12],
-        trigger=trigger,
+        trigger=failure.trigger,
         blueprint_id=manifest.blueprint_id,
         blueprint_path=manifest.source_path,
         run_id=run_id,
@@ -206,7 +180,7 @@ def build_failure_package(
         surfaced_in=surfaced_in,
         fault=redactor.data(dict(fault or {})),
         error=facts,
-        signature=error_signature(manifest.blueprint_id, failed_module, facts),
+        signature=facts.signature(blueprint_id=manifest.blueprint_id, module_id=failed_module),
         module_raw=redactor.data(raws.get(failed_module, {})),
         module_compiled=redactor.data(
             module.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -220,7 +194,7 @@ def build_failure_package(
         neighbourhood=redactor.data([n.model_dump() for n in neighbours]),
         macros=redactor.data(macros),
         context=redactor.data(context),
-        failed_rules=redactor.data([dict(r) for r in failed_rules], data_literals=True),
+        failed_rules=redactor.data([dict(r) for r in failure.failed_rules], data_literals=True),
         recent_runs=redactor.data([dict(r) for r in recent_runs][:5]),
         last_good_run=last_good_run,
         drift=redactor.data(dict(drift or {})),

@@ -49,8 +49,8 @@ from aqueduct_dagster.healing.patch import (
     SetModuleConfigKey,
     apply_patch_text,
 )
+from aqueduct_dagster.healing.policy import ENGINE_CONFIG_ALLOWLIST, SQL_KEYS
 from aqueduct_dagster.healing.redaction import Redactor
-from aqueduct_dagster.healing.rules import ENGINE_CONFIG_ALLOWLIST, SQL_KEYS
 
 
 @dataclass
@@ -76,7 +76,6 @@ class Candidate:
     base_manifest: Manifest | None = None
     #: The manifest whose effect and SQL the effect gate passed (the Spark gates insist on it).
     effect_checked: Manifest | None = None
-    escalate_reasons: list[str] = field(default_factory=list)
     #: Per Egress id, what the sandbox replay would publish (set by the sandbox gate).
     sandbox_outputs: dict[str, OutputProfile] = field(default_factory=dict)
     #: Whether that replay read every input row (no Ingress had more than the sample).
@@ -637,7 +636,8 @@ class FullRunGate(Gate):
 
 
 def run_gates(candidate: Candidate, gates: Sequence[Gate]) -> list[GateResult]:
-    """Run gates in order, stopping at the first rejection.
+    """Run gates in order, stopping at the first rejection (`escalations` reads what passed
+    but needs a person).
 
     A gate that cannot judge a patch (any error of its own) rejects it: the gates fail
     closed, and one hostile patch never aborts the heal that the next proposal could finish.
@@ -650,8 +650,11 @@ def run_gates(candidate: Candidate, gates: Sequence[Gate]) -> list[GateResult]:
             result = gate.reject(f"the {gate.name} gate could not judge the patch: "
                                  f"{type(error).__name__}: {str(error)[:300]}")  # fmt: skip
         results.append(result)
-        if result.escalate:
-            candidate.escalate_reasons.append(result.message)
         if not result.passed:
             break
     return results
+
+
+def escalations(results: Sequence[GateResult]) -> list[str]:
+    """Why gates that passed still want a person to approve (low confidence, policy flags)."""
+    return [result.message for result in results if result.passed and result.escalate]

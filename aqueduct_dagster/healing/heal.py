@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
+from aqueduct_dagster.healing.diagnoser import Diagnoser, Proposal, StopReason
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.gates import (
     Candidate,
@@ -31,6 +32,7 @@ from aqueduct_dagster.healing.gates import (
     GuardrailsGate,
     LineageGate,
     SandboxGate,
+    escalations,
     run_gates,
 )
 from aqueduct_dagster.healing.patch import PatchSpec, apply_patch_text
@@ -38,29 +40,12 @@ from aqueduct_dagster.healing.patch_queue import HealError, PatchQueue, PendingP
 from aqueduct_dagster.healing.revisions import Revision, text_digest, unified_diff
 from aqueduct_dagster.healing.rules import diagnose_with_rules
 from aqueduct_dagster.stores import HealTurn, Store
+from aqueduct_dagster.stores.depot import Depot
 
 HealStatus = Literal[
     "disabled", "skipped", "rate_limited", "suppressed", "no_fix", "deferred", "staged",
     "escalated", "branch", "applied", "rejected",
 ]  # fmt: skip
-
-
-@dataclass
-class Proposal:
-    patch: PatchSpec | None
-    reason: str
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    prompt_version: str | None = None
-    #: The diagnoser gave up (budget, repeated error): no more feedback rounds.
-    final: bool = False
-
-
-class Diagnoser(Protocol):
-    name: str
-    max_rounds: int
-
-    def propose(self, package: FailurePackage, feedback: Sequence[str]) -> Proposal: ...
 
 
 class RuleDiagnoser:
@@ -69,9 +54,13 @@ class RuleDiagnoser:
     name = "rules"
     max_rounds = 1
 
+    def for_policy(self, policy: Agent) -> RuleDiagnoser:
+        return self  # the rules read what they need from the package
+
     def propose(self, package: FailurePackage, feedback: Sequence[str]) -> Proposal:
         diagnosis = diagnose_with_rules(package)
-        return Proposal(patch=diagnosis.patch, reason=diagnosis.reason, final=True)
+        stop = StopReason.NO_FIX if diagnosis.patch is None else None
+        return Proposal(patch=diagnosis.patch, reason=diagnosis.reason, final=True, stop=stop)
 
 
 @dataclass
@@ -90,7 +79,7 @@ class HealSettings:
     git_remote_token_env: str = "GITHUB_TOKEN"
 
 
-@dataclass
+@dataclass(frozen=True)
 class HealOutcome:
     heal_id: str
     status: HealStatus
@@ -105,6 +94,89 @@ class HealOutcome:
     target: PatchTarget | None = None
     #: The patch as the gates judged it (Manifest ids), kept once `patch` becomes the target's.
     root_patch: PatchSpec | None = None
+
+
+# --------------------------------------------------------------------------- the one heal loop
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One proposal of one diagnoser, and what the gates made of it."""
+
+    diagnoser: str
+    proposal: Proposal
+    latency_ms: int
+    gate_results: list[GateResult] = field(default_factory=list)
+    #: The candidate the gates judged (its target, patched text and Manifest); None without a patch.
+    candidate: Candidate | None = None
+
+    @property
+    def rejected_by(self) -> GateResult | None:
+        return next((r for r in self.gate_results if not r.passed), None)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Where the loop stopped: a patch every gate passed (staged, or escalated to a person),
+    a deferral, or no fix; with every turn taken."""
+
+    status: Literal["staged", "escalated", "deferred", "no_fix"]
+    message: str
+    turns: list[Turn]
+    patch: PatchSpec | None = None
+
+
+def diagnose_and_gate(package: FailurePackage, blueprint_text: str, policy: Agent, diagnosers: Sequence[Diagnoser],
+                      gates: Callable[[], Sequence[Gate]], *, operator_guardrails: Any = None,
+                      on_turn: Callable[[Turn], None] | None = None) -> Diagnosis:  # fmt: skip
+    """Ask each diagnoser in turn; gate each patch; feed a rejection back as a correction.
+
+    The heal (`Healer`) and the benchmark both run this loop; `on_turn` sees every turn once
+    its gates have run (the heal stores it). Feedback passes the package's Redactor: gate
+    messages can quote what a sandbox run read (an env var, a data value).
+    """
+    redact = package.redactor.text
+    turns: list[Turn] = []
+    reasons: list[str] = []
+
+    def taken(turn: Turn) -> Turn:
+        turns.append(turn)
+        if on_turn is not None:
+            on_turn(turn)
+        return turn
+
+    for configured in diagnosers:
+        diagnoser = configured.for_policy(policy)
+        feedback: list[str] = []
+        # One extra round lets a conversational diagnoser report its budget stop.
+        for _ in range(diagnoser.max_rounds + (1 if diagnoser.max_rounds > 1 else 0)):
+            started = time.monotonic()
+            proposal = diagnoser.propose(package, feedback)
+            latency = int((time.monotonic() - started) * 1000)
+            if proposal.patch is None:
+                taken(Turn(diagnoser.name, proposal, latency))
+                reasons.append(redact(f"{diagnoser.name}: {proposal.reason}"))
+                break
+            if proposal.patch.deferred is not None:
+                taken(Turn(diagnoser.name, proposal, latency))
+                if not policy.allow_defer:
+                    feedback.append("defer_to_human is not allowed here: propose a patch")
+                    continue
+                return Diagnosis("deferred", proposal.patch.deferred.diagnosis, turns, proposal.patch)
+            candidate = Candidate(proposal.patch, package, blueprint_text, policy,
+                                  operator_guardrails=operator_guardrails)  # fmt: skip
+            turn = taken(Turn(diagnoser.name, proposal, latency, run_gates(candidate, gates()), candidate))
+            rejected = turn.rejected_by
+            if rejected is None:
+                escalated = escalations(turn.gate_results)
+                if escalated:
+                    return Diagnosis("escalated", "; ".join(escalated), turns, proposal.patch)
+                return Diagnosis("staged", proposal.reason, turns, proposal.patch)
+            feedback.append(redact(f"The {rejected.gate} gate rejected the patch: {rejected.message}"))
+            reasons.append(redact(f"{diagnoser.name}: rejected by {rejected.gate}: {rejected.message}"))
+            if proposal.final:
+                break
+    return Diagnosis("no_fix", "; ".join(reasons) or "no diagnoser configured", turns)
 
 
 def _labels(package: FailurePackage) -> set[str]:
@@ -153,15 +225,16 @@ class Healer:
                 outcome = self._approve(outcome, package, Path(blueprint_path), blueprint_text, policy)
             elif outcome.status == "escalated":
                 # Low confidence or a policy flag: a person decides, whatever the mode.
-                target = self._edit_target(outcome)
-                outcome.pending_path = self.stage(outcome, package, target.path, target.text)
+                outcome = self._for_target(outcome)
+                outcome = replace(outcome, pending_path=self.stage(outcome, package, outcome.target.path,
+                                                                   outcome.target.text))  # fmt: skip
         except BaseException as error:
             reason = package.redactor.text(f"{type(error).__name__}: {error}")
             store.finish_heal(heal_id, "error", stop_reason=reason[:500])
             raise
         # The outcome leaves the process (store, heal run output): secrets never do. Data values
         # were removed where the structured error was at hand (the Spark gates).
-        outcome.message = package.redactor.text(outcome.message)
+        outcome = replace(outcome, message=package.redactor.text(outcome.message))
         store.finish_heal(
             heal_id, outcome.status, patch_id=outcome.patch.patch_id if outcome.patch else None,
             stop_reason=outcome.message[:500],
@@ -169,8 +242,6 @@ class Healer:
         return outcome
 
     def _gates(self, blueprint_id: str) -> list[Gate]:
-        from aqueduct_dagster.stores.depot import Depot
-
         gates: list[Gate] = [GuardrailsGate(), CompileGate(), EffectGate(), LineageGate()]
         if self.settings.spark_factory is not None:
             depot = Depot(self.settings.store, blueprint_id)
@@ -180,58 +251,36 @@ class Healer:
         return gates
 
     def _diagnose_and_gate(self, package: FailurePackage, blueprint_text: str, policy: Agent) -> HealOutcome:
-        store, turn_number, reasons = self.settings.store, 0, []
-        # Every text a turn stores or feeds back passes the package's Redactor: gate messages
-        # can quote what a sandbox run read (an env var, a data value).
+        """The heal loop, every turn stored with the gate that rejected it (redacted)."""
         redact = package.redactor.text
-        for diagnoser in self.settings.diagnosers:
-            feedback: list[str] = []
-            if hasattr(diagnoser, "for_policy"):
-                diagnoser.for_policy(policy)
-            # One extra round lets a conversational diagnoser report its budget stop.
-            for _ in range(diagnoser.max_rounds + (1 if diagnoser.max_rounds > 1 else 0)):
-                turn_number += 1
-                started = time.monotonic()
-                proposal = diagnoser.propose(package, feedback)
-                latency = int((time.monotonic() - started) * 1000)
-                turn = HealTurn(
-                    heal_id=package.heal_id, turn=turn_number, diagnoser=diagnoser.name,
-                    signature=package.signature, prompt_version=proposal.prompt_version,
-                    patch_json=redact(proposal.patch.model_dump_json()) if proposal.patch else None,
-                    message=redact(proposal.reason)[:2000], input_tokens=proposal.input_tokens,
-                    output_tokens=proposal.output_tokens, latency_ms=latency,
-                )  # fmt: skip
-                if proposal.patch is None:
-                    store.record_turn(turn)
-                    reasons.append(redact(f"{diagnoser.name}: {proposal.reason}"))
-                    break
-                if proposal.patch.deferred is not None:
-                    store.record_turn(turn)
-                    if not policy.allow_defer:
-                        feedback.append("defer_to_human is not allowed here: propose a patch")
-                        continue
-                    return HealOutcome(package.heal_id, "deferred", proposal.patch.deferred.diagnosis, proposal.patch)
-                candidate = Candidate(proposal.patch, package, blueprint_text, policy,
-                                      operator_guardrails=self.settings.operator_guardrails)
-                results = run_gates(candidate, self._gates(package.blueprint_id))
-                rejected = next((r for r in results if not r.passed), None)
-                turn.rejected_by = rejected.gate if rejected else None
-                store.record_turn(turn)
-                if rejected is None:
-                    target = candidate.target or route_patch(package.blueprint_path, blueprint_text, proposal.patch)
-                    patched = candidate.patched_text or apply_patch_text(target.text, target.patch)
-                    outcome = HealOutcome(
-                        package.heal_id, "staged", proposal.reason, proposal.patch, gate_results=results,
-                        diff=unified_diff(target.text, patched, target.path.name), target=target,
-                    )  # fmt: skip
-                    if candidate.escalate_reasons:
-                        outcome.status, outcome.message = "escalated", "; ".join(candidate.escalate_reasons)
-                    return outcome
-                feedback.append(redact(f"The {rejected.gate} gate rejected the patch: {rejected.message}"))
-                reasons.append(redact(f"{diagnoser.name}: rejected by {rejected.gate}: {rejected.message}"))
-                if proposal.final:
-                    break
-        return HealOutcome(package.heal_id, "no_fix", "; ".join(reasons) or "no diagnoser configured")
+        numbers = iter(range(1, 1_000_000))
+
+        def store_turn(turn: Turn) -> None:
+            proposal, rejected = turn.proposal, turn.rejected_by
+            self.settings.store.record_turn(HealTurn(
+                heal_id=package.heal_id, turn=next(numbers), diagnoser=turn.diagnoser,
+                signature=package.signature, prompt_version=proposal.prompt_version,
+                patch_json=redact(proposal.patch.model_dump_json()) if proposal.patch else None,
+                message=redact(proposal.reason)[:2000], input_tokens=proposal.input_tokens,
+                output_tokens=proposal.output_tokens, latency_ms=turn.latency_ms,
+                rejected_by=rejected.gate if rejected else None,
+            ))  # fmt: skip
+
+        diagnosis = diagnose_and_gate(
+            package, blueprint_text, policy, self.settings.diagnosers, lambda: self._gates(package.blueprint_id),
+            operator_guardrails=self.settings.operator_guardrails, on_turn=store_turn,
+        )  # fmt: skip
+        if diagnosis.status in ("deferred", "no_fix"):
+            return HealOutcome(package.heal_id, diagnosis.status, diagnosis.message, diagnosis.patch)
+        last = diagnosis.turns[-1]
+        candidate = last.candidate
+        assert candidate is not None and diagnosis.patch is not None
+        target = candidate.target or route_patch(package.blueprint_path, blueprint_text, diagnosis.patch)
+        patched = candidate.patched_text or apply_patch_text(target.text, target.patch)
+        return HealOutcome(
+            package.heal_id, diagnosis.status, diagnosis.message, diagnosis.patch, gate_results=last.gate_results,
+            diff=unified_diff(target.text, patched, target.path.name), target=target,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ approval modes
 
@@ -243,9 +292,12 @@ class Healer:
             candidate = Candidate(outcome.patch, package, blueprint_text, policy,
                                   operator_guardrails=self.settings.operator_guardrails)
             results = run_gates(candidate, [CompileGate(), EffectGate(), FullRunGate(self.settings.spark_factory)])
-            outcome.gate_results += results
+            outcome = replace(outcome, gate_results=outcome.gate_results + results)
             if all(r.passed for r in results):
-                target = candidate.target or self._edit_target(outcome)
+                if candidate.target is None:
+                    outcome = self._for_target(outcome)
+                target = candidate.target or outcome.target
+                assert target is not None
                 patched = candidate.patched_text or apply_patch_text(target.text, target.patch)
                 # The same locked, journaled path as a reviewer's apply; refused if the file changed meanwhile.
                 try:
@@ -254,28 +306,24 @@ class Healer:
                         read_text=target.text, signature=package.signature, heal_id=package.heal_id,
                     )  # fmt: skip
                 except HealError as error:
-                    outcome.status, outcome.message = "no_fix", f"auto-apply refused: {error.message}"
-                    return outcome
-                outcome.status, outcome.revision = "applied", revision
-                outcome.message = f"applied as {revision.summary}; outputs re-published"
-                return outcome
-            outcome.message = f"auto-apply refused, staged for review: {results[-1].message}"
+                    return replace(outcome, status="no_fix", message=f"auto-apply refused: {error.message}")
+                return replace(outcome, status="applied", revision=revision,
+                               message=f"applied as {revision.summary}; outputs re-published")  # fmt: skip
+            outcome = replace(outcome, message=f"auto-apply refused, staged for review: {results[-1].message}")
             mode = "human"
-        target = self._edit_target(outcome)
+        outcome = self._for_target(outcome)
+        assert outcome.target is not None and outcome.patch is not None
         if mode == "ci":
-            return self._open_branch(outcome, package, target.path, target.text)
-        outcome.pending_path = self.stage(outcome, package, target.path, target.text)
-        if outcome.status == "staged":
-            outcome.message = f"patch {outcome.patch.patch_id} staged for review: {outcome.message}"
-        return outcome
+            return self._open_branch(outcome, package, outcome.target.path, outcome.target.text)
+        pending = self.stage(outcome, package, outcome.target.path, outcome.target.text)
+        return replace(outcome, pending_path=pending,
+                       message=f"patch {outcome.patch.patch_id} staged for review: {outcome.message}")  # fmt: skip
 
     @staticmethod
-    def _edit_target(outcome: HealOutcome) -> PatchTarget:
-        """The file to edit; from here on the outcome's patch is the one written for it."""
+    def _for_target(outcome: HealOutcome) -> HealOutcome:
+        """The outcome with its patch as written for the file it edits (the root patch kept)."""
         assert outcome.target is not None, "set when the gates passed"
-        outcome.root_patch = outcome.root_patch or outcome.patch
-        outcome.patch = outcome.target.patch
-        return outcome.target
+        return replace(outcome, root_patch=outcome.root_patch or outcome.patch, patch=outcome.target.patch)
 
     def _queue(self) -> PatchQueue:
         return PatchQueue(self.settings.patches_dir, self.settings.revisions_dir, self.settings.store)
@@ -315,13 +363,13 @@ class Healer:
         )  # fmt: skip
         self.settings.store.index_patch(outcome.patch.patch_id, package.blueprint_id, package.signature,
                                         "branch", str(description), package.heal_id)  # fmt: skip
-        outcome.status, outcome.branch = "branch", branch
-        outcome.message = f"patch {outcome.patch.patch_id} committed on branch {branch}; PR description {description}"
-        return outcome
+        return replace(outcome, status="branch", branch=branch,
+                       message=f"patch {outcome.patch.patch_id} committed on branch {branch}; "
+                               f"PR description {description}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pending patches
 # PatchQueue and PendingPatch live in patch_queue.py; imported above so existing imports keep working.
 
-__all__ = ["HealError", "Healer", "HealOutcome", "HealSettings", "PatchQueue", "PendingPatch", "Proposal",
-           "RuleDiagnoser"]
+__all__ = ["Diagnoser", "Diagnosis", "HealError", "Healer", "HealOutcome", "HealSettings", "PatchQueue",
+           "PendingPatch", "Proposal", "RuleDiagnoser", "StopReason", "Turn", "diagnose_and_gate"]

@@ -20,22 +20,7 @@ import yaml
 from aqueduct_dagster.healing import blame, sql_edit
 from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.patch import PatchSpec, new_patch_id
-
-#: Spark settings a patch may change (anything else is refused by the guardrails too).
-ENGINE_CONFIG_ALLOWLIST = frozenset(
-    {
-        "spark.sql.shuffle.partitions",
-        "spark.driver.maxResultSize",
-        "spark.sql.autoBroadcastJoinThreshold",
-        "spark.sql.broadcastTimeout",
-        "spark.sql.adaptive.enabled",
-        "spark.sql.adaptive.skewJoin.enabled",
-        "spark.sql.files.maxPartitionBytes",
-        "spark.executor.memory",
-        "spark.executor.memoryOverhead",
-        "spark.driver.memory",
-    }
-)
+from aqueduct_dagster.healing.policy import ENGINE_CONFIG_ALLOWLIST, SQL_KEYS
 
 
 @dataclass(frozen=True)
@@ -97,12 +82,6 @@ def _patch(package: FailurePackage, slug: str, operations: list[dict], *, ration
     )
 
 
-#: Config keys whose values are SQL text or column names (paths and formats are not).
-SQL_KEYS = frozenset(
-    {"query", "condition", "expr", "columns", "cols", "col", "column", "key", "order_by",
-     "spillway_condition", "partition_key", "value_expr"}
-)  # fmt: skip
-
 
 def _text_fields(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(key, text) for every SQL-bearing string in a raw config block."""
@@ -137,8 +116,8 @@ def _rewrite_sql_sites(package: FailurePackage, edit: Callable[[str], str | None
 
 def _param(package: FailurePackage, *names: str) -> str | None:
     for name in names:
-        if package.error.parameters.get(name):
-            return package.error.parameters[name]
+        if package.error.message_parameters.get(name):
+            return package.error.message_parameters[name]
     return None
 
 
@@ -544,18 +523,18 @@ def _evidence_refusal(package: FailurePackage, safe_form: str) -> Refusal | None
     if not evidence.get("measured"):
         return Refusal(f"{safe_form} not proposed for '{package.failed_module}': its effect could not be "
                        f"measured on sampled input ({evidence.get('why', 'no sample')})")  # fmt: skip
+    if blame.nulls_whole_column(evidence):
+        return Refusal(
+            f"{safe_form} would turn every value of {evidence.get('expression')!r} in '{package.failed_module}' "
+            f"into NULL: {evidence.get('had_values')} of {evidence.get('rows')} sampled rows had a value, "
+            f"{evidence.get('kept_values')} would keep one; the data changed shape, a person decides"
+        )  # fmt: skip
     lost = blame.lost_data_values(evidence)
     if lost > 0:
         return Refusal(
             f"{safe_form} in '{package.failed_module}' would turn {lost} of {evidence.get('had_values')} sampled values "
             f"of {evidence.get('expression')!r} into NULL that are not empty markers (N/A, -, null...): they look "
             f"like data in a new shape (another format, a unit or currency sign); a person decides"
-        )  # fmt: skip
-    if blame.nulls_whole_column(evidence):
-        return Refusal(
-            f"{safe_form} would turn every value of {evidence.get('expression')!r} in '{package.failed_module}' "
-            f"into NULL: {evidence.get('had_values')} of {evidence.get('rows')} sampled rows had a value, "
-            f"{evidence.get('kept_values')} would keep one; the data changed shape, a person decides"
         )  # fmt: skip
     return None
 

@@ -23,6 +23,7 @@ from aqueduct_dagster.config import load_config
 from aqueduct_dagster.dagster import build_definitions
 from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY
 from aqueduct_dagster.dagster.healing import aqueduct_heal_job
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.heal import PatchQueue
 
 pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
@@ -159,11 +160,11 @@ def good_then_broken(root: Path, instance, blueprint: str, blueprint_id: str, wr
     return broken.run_id
 
 
-def recorded_failure(instance: dg.DagsterInstance, run_id: str) -> dict:
+def recorded_failure(instance: dg.DagsterInstance, run_id: str) -> FailureRecord:
     [record] = [r for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
     user = record.dagster_event.event_specific_data.user_failure_data
     assert user is not None, "the failure carries no structured error"
-    return user.metadata[ERROR_METADATA_KEY].value
+    return FailureRecord.from_json(user.metadata[ERROR_METADATA_KEY].value)
 
 
 def test_cast_raised_inside_a_check_is_blamed_on_the_channel_and_healed(project):
@@ -178,10 +179,10 @@ def test_cast_raised_inside_a_check_is_blamed_on_the_channel_and_healed(project)
     run_id = good_then_broken(root, instance, PICKS, "picks_bp", write)
     # Recorded like any step failure, under the check's module, data values redacted.
     error = recorded_failure(instance, run_id)
-    assert error["module_id"] == "units_quality"
-    assert error["spark"]["condition"] == "CAST_INVALID_INPUT"
-    assert error["spark"]["query_context"][0]["fragment"] == "CAST(qty AS INT)"
-    assert "N/A" not in json.dumps(error)
+    assert error.module_id == "units_quality"
+    assert error.error.condition == "CAST_INVALID_INPUT"
+    assert error.error.query_context[0]["fragment"] == "CAST(qty AS INT)"
+    assert "N/A" not in error.to_json()
 
     summary = heal(instance, run_id)
     assert summary["status"] == "staged", summary
@@ -211,7 +212,7 @@ def test_division_surfacing_in_the_egress_is_patched_in_the_channel(project):
         write_csv(root / "data" / "campaigns.csv", ["campaign_id", "spend", "clicks"], rows)
 
     run_id = good_then_broken(root, instance, CAMPAIGNS, "campaigns_bp", write)
-    assert recorded_failure(instance, run_id)["module_id"] == "costs_out"
+    assert recorded_failure(instance, run_id).module_id == "costs_out"
     summary = heal(instance, run_id)
     assert summary["status"] == "staged", summary
     record = json.loads(Path(summary["pending_path"]).read_text())

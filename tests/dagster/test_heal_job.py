@@ -82,7 +82,10 @@ def test_spark_failure_without_llm_is_healed_by_rules(healing_env):
     instance, run_id = _fail_run(healing_env, ("SELECT order_id, customer_id,", "SELECT order_id, customer_idd,"))
     summary = _heal(instance, run_id)
     assert summary["status"] == "staged", summary
-    assert [g.split(":")[0] for g in summary["gates"]] == ["guardrails", "compile", "effect", "lineage", "sandbox"]
+    gates = [g.split(":")[0] for g in summary["gates"]]
+    assert gates == ["guardrails", "compile", "effect", "lineage", "sandbox", "contract"]
+    # No run succeeded before this one: nothing to hold the output against, and it says so.
+    assert "no last good run on record: skipped" in summary["gates"][-1]
 
 
 def test_a_staged_patch_is_offered_as_a_partition_and_picking_it_applies_it(healing_env, monkeypatch):

@@ -139,5 +139,8 @@ def test_an_ingress_reading_another_blueprints_output_depends_on_its_asset(tmp_p
     # `file:` and a trailing slash do not hide that it is the same folder.
     assert dg.AssetKey(["orders_writer", "published"]) in reader_ingress.parent_keys
     assert reader_ingress.automation_condition == dg.AutomationCondition.eager()
-    # Nothing else is joined: the writer reads a file nobody writes.
-    assert graph.get(dg.AssetKey(["orders_writer", "raw"])).parent_keys == set()
+    # Nothing else is joined: the writer reads a file nobody writes; only its Blueprint's
+    # revisions are upstream of it (an applied patch makes what it feeds stale).
+    assert graph.get(dg.AssetKey(["orders_writer", "raw"])).parent_keys == {
+        dg.AssetKey(["orders_writer", "blueprint_revision"])
+    }

@@ -11,6 +11,7 @@ import pytest
 from aqueduct_dagster.engine.errors import (
     AssertionFailed,
     ConditionError,
+    FailureRecord,
     ModuleFailed,
     SparkErrorInfo,
     extract_spark_error,
@@ -151,6 +152,33 @@ def test_error_info_round_trips_through_a_dict():
     assert SparkErrorInfo.from_dict(data) == info
 
 
+def test_failure_record_round_trips_through_json_as_the_same_type():
+    record = FailureRecord(module_id="clean", error=_info(query_context=[{"fragment": "nme"}]),
+                           message="boom", input_schemas={"raw": [("id", "int")]})  # fmt: skip
+    back = FailureRecord.from_json(record.to_json())
+    assert back == record and isinstance(back.error, SparkErrorInfo)
+    assert FailureRecord.from_json(json.loads(record.to_json())) == record  # as Dagster's JSON metadata returns it
+    assert back.input_schemas == {"raw": [["id", "int"]]}
+    # Event logs written before the record kept the facts under "spark".
+    legacy = {"module_id": "clean", "message": "boom", "spark": _info().to_dict(), "input_schemas": {}}
+    assert FailureRecord.from_json(legacy).error == _info()
+
+
+def test_one_signature_function_scoped_or_not():
+    info = _info()
+    assert info.signature() == "UNRESOLVED_COLUMN.WITH_SUGGESTION[objectName,proposal]"
+    scoped = info.signature(blueprint_id="orders", module_id="clean")
+    assert scoped.startswith("UNRESOLVED_COLUMN.WITH_SUGGESTION:clean:") and "nme" not in scoped
+    assert scoped == FailureRecord(module_id="clean", error=info).signature("orders")
+    assert scoped != info.signature(blueprint_id="other", module_id="clean")
+
+
+def test_an_assert_trigger_is_a_record_too():
+    record = FailureRecord.for_assert("quality", [{"name": "min_rows", "action": "trigger_agent", "message": "0 rows"}])
+    assert (record.trigger, record.error.condition, record.error.message) == ("assert", "AQ_ASSERT_FAILED", "0 rows")
+    assert FailureRecord.from_json(record.to_json()) == record
+
+
 def test_telling_index_prefers_the_cause_of_a_wrapper_condition():
     assert telling_index(["FAILED_READ_FILE.NO_HINT", "MALFORMED_RECORD_IN_PARSING", None]) == 1
     assert telling_index(["CANNOT_MERGE_SCHEMAS", "CANNOT_MERGE_INCOMPATIBLE_DATA_TYPE"]) == 0
@@ -182,8 +210,8 @@ def test_module_failed_carries_the_error_and_its_transience():
     assert failure.transient is False
     assert ModuleFailed("x", _info(transient=True)).transient is True
     data = failure.to_dict()
-    assert data["condition"] == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
-    assert data["message_parameters"]["objectName"] == "`nme`"
+    assert data["spark_error"]["condition"] == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
+    assert data["spark_error"]["message_parameters"]["objectName"] == "`nme`"
     assert data["spark_error"]["signature"] == _info().signature()
     assert data["module_id"] == "clean"
     copy = pickle.loads(pickle.dumps(failure))

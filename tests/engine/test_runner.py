@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.blueprint.manifest import Location
 from aqueduct_dagster.engine.errors import AssertionFailed, ModuleFailed
 from aqueduct_dagster.engine.registry import execute_module
@@ -24,7 +25,7 @@ def orders_csv(tmp_path):
 def pipeline(module, manifest, orders_csv, tmp_path):
     """orders (Ingress csv) -> clean (Channel sql) -> quality (Assert) -> out (Egress parquet)."""
 
-    def build(rules=None, *, quality_enabled=True, clean_query=None, ingress=None):
+    def build(rules=None, *, clean_query=None, ingress=None):
         return manifest(
             module(
                 "Ingress",
@@ -59,7 +60,6 @@ def pipeline(module, manifest, orders_csv, tmp_path):
                     ]
                 },
                 inputs=("clean",),
-                enabled=quality_enabled,
             ),
             module(
                 "Egress",
@@ -134,10 +134,31 @@ def test_only_builds_ancestors_lazily_and_skips_their_side_effects(run_spark, pi
     assert run_spark.read.parquet(str(tmp_path / "out")).count() == 3
 
 
-def test_disabled_module_skips_its_downstream(run_spark, pipeline, tmp_path):
-    result = run_manifest(run_spark, pipeline(quality_enabled=False))
-    assert result.skipped == ["quality", "out"]
-    assert list(result.modules) == ["orders", "clean"]
+def test_a_disabled_module_never_reaches_the_runner(run_spark, orders_csv, tmp_path):
+    """The compiler drops a disabled module with its downstream: the runner need not look."""
+    text = f"""\
+aqueduct: "1.0"
+id: orders_bp
+name: Orders
+context:
+  checks: "off"
+modules:
+  - {{id: orders, type: Ingress, config: {{format: csv, path: "{orders_csv}", header: true}}}}
+  - {{id: clean, type: Channel, config: {{op: sql, query: "SELECT * FROM orders"}}}}
+  - id: quality
+    type: Assert
+    enabled: ${{ctx.checks}}
+    config: {{rules: [{{type: min_rows, min: 1}}]}}
+  - {{id: out, type: Egress, config: {{format: parquet, path: "{tmp_path / 'out'}", mode: overwrite}}}}
+edges:
+  - {{from: orders, to: clean}}
+  - {{from: clean, to: quality}}
+  - {{from: quality, to: out}}
+"""
+    manifest = compile_text(text, source_path=str(tmp_path / "orders.yml"))
+    assert list(manifest.modules) == ["orders", "clean"]
+    result = run_manifest(run_spark, manifest)
+    assert list(result.modules) == ["orders", "clean"] and result.skipped == []
     assert not (tmp_path / "out").exists()
 
 

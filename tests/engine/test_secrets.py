@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from aqueduct_dagster.engine.errors import ConditionError
-from aqueduct_dagster.engine.secrets import reveal_secrets, reveal_secrets_from_env, secret_names
+from aqueduct_dagster.engine.secrets import reveal_secrets, secret_names
 
 
-@pytest.mark.parametrize("reveal", [reveal_secrets, reveal_secrets_from_env])
-def test_tokens_become_environment_values(reveal, monkeypatch):
+def test_tokens_become_environment_values(monkeypatch):
     monkeypatch.setenv("AQ_TEST_USER", "svc")
     monkeypatch.setenv("AQ_TEST_PASSWORD", "s3cr3t")
     value = {
@@ -18,7 +17,7 @@ def test_tokens_become_environment_values(reveal, monkeypatch):
         "list": ["@aq.secret('AQ_TEST_USER')", 3],
         "plain": True,
     }
-    assert reveal(value) == {
+    assert reveal_secrets(value) == {
         "url": "jdbc:postgresql://db/x?user=svc",
         "password": "s3cr3t",
         "list": ["svc", 3],
@@ -26,11 +25,10 @@ def test_tokens_become_environment_values(reveal, monkeypatch):
     }
 
 
-@pytest.mark.parametrize("reveal", [reveal_secrets, reveal_secrets_from_env])
-def test_unset_secret_is_a_condition_error(reveal, monkeypatch):
+def test_unset_secret_is_a_condition_error(monkeypatch):
     monkeypatch.delenv("AQ_TEST_UNSET", raising=False)
     with pytest.raises(ConditionError) as caught:
-        reveal({"password": "@aq.secret('AQ_TEST_UNSET')"})
+        reveal_secrets({"password": "@aq.secret('AQ_TEST_UNSET')"})
     assert caught.value.condition == "AQ_SECRET_NOT_SET"
     assert caught.value.message_parameters == {"name": "AQ_TEST_UNSET"}
     assert "export AQ_TEST_UNSET" in caught.value.hint

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.config import AgentBudget, AgentConnection
+from aqueduct_dagster.engine.errors import SparkErrorInfo
 from aqueduct_dagster.healing.agent import LLMDiagnoser, build_prompt
-from aqueduct_dagster.healing.failure import ColumnInfo, ErrorFacts, FailurePackage
+from aqueduct_dagster.healing.diagnoser import StopReason
+from aqueduct_dagster.healing.failure import ColumnInfo, FailurePackage
 from tests.support.scripted_llm import scripted_llm
 
 SECRET = "pg-password-9f8e7d6c"
@@ -24,7 +26,7 @@ def failure_package() -> FailurePackage:
         blueprint_path="orders.yml",
         failed_module="clean_orders",
         module_type="Channel",
-        error=ErrorFacts(
+        error=SparkErrorInfo(
             exception_class="pyspark.errors.exceptions.captured.AnalysisException",
             condition="UNRESOLVED_COLUMN.WITH_SUGGESTION",
             sqlstate="42703",
@@ -107,8 +109,8 @@ def test_budget_stops_on_tokens():
         agent = diagnoser(llm, budget=AgentBudget(max_tokens_total=1000))
         first = agent.propose(package, [])
         second = agent.propose(package, ["The sandbox gate rejected the patch: boom"])
-    assert first.patch is not None
-    assert second.patch is None and second.final
+    assert first.patch is not None and first.stop is None
+    assert second.patch is None and second.final and second.stop is StopReason.BUDGET
     assert second.reason == "budget: token limit of 1000 reached (1050 used)"
     assert len(llm.requests) == 1
 
@@ -154,3 +156,4 @@ def test_unreachable_endpoint_is_reported_not_raised():
     config = AgentConnection(provider="openai_compat", model="m", base_url="http://127.0.0.1:9/v1", timeout=5)
     proposal = LLMDiagnoser.from_config(config).for_policy(Agent(approval="human")).propose(failure_package(), [])
     assert proposal.patch is None and proposal.reason.startswith("LLM call failed")
+    assert proposal.stop is StopReason.CALL_FAILED

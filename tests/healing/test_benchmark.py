@@ -114,7 +114,7 @@ def test_scenario_resolves_its_blueprint_and_builds_the_failure_package(tmp_path
     assert package.failed_module == "clean_orders" and package.module_type == "Channel"
     assert package.error.condition == "UNRESOLVED_COLUMN.WITH_SUGGESTION"
     assert package.error.sqlstate == "42703"
-    assert package.error.parameters == {"objectName": "`amount_usd`", "proposal": "`order_id`, `amount`"}
+    assert package.error.message_parameters == {"objectName": "`amount_usd`", "proposal": "`order_id`, `amount`"}
     assert package.upstream_columns() == {"orders_raw": ["order_id", "amount"]}
 
 
@@ -128,10 +128,10 @@ def test_structured_fields_win_over_the_message():
                        "suggested_columns": ["event_time", "event_id"],
                        "root_exception": {"type": "java.lang.OutOfMemoryError", "message": "heap"}},
     }))  # fmt: skip
-    assert error["condition"] == "SPARK_EXECUTOR_OOM" and error["sqlstate"] == "53200"
-    assert error["exception_class"] == "org.apache.spark.SparkException"
-    assert error["message_parameters"] == {"objectName": "event_ts", "proposal": "`event_time`, `event_id`"}
-    assert error["cause_chain"] == ["java.io.IOException: disk", "java.lang.OutOfMemoryError: heap"]
+    assert error.condition == "SPARK_EXECUTOR_OOM" and error.sqlstate == "53200"
+    assert error.exception_class == "org.apache.spark.SparkException"
+    assert error.message_parameters == {"objectName": "event_ts", "proposal": "`event_time`, `event_id`"}
+    assert error.cause_chain == ["java.io.IOException: disk", "java.lang.OutOfMemoryError: heap"]
 
 
 def test_plan_text_gives_the_schemas_of_joined_and_projected_inputs():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from aqueduct_dagster.blueprint import compile_blueprint
+from aqueduct_dagster.engine.errors import SparkErrorInfo
 from aqueduct_dagster.healing import blame
-from aqueduct_dagster.healing.failure import ErrorFacts, FailurePackage
+from aqueduct_dagster.healing.failure import FailurePackage
 from aqueduct_dagster.healing.rules import diagnose_with_rules
 
 BLUEPRINT = """
@@ -158,7 +159,7 @@ def package(error: dict, *, query: str, failed="typed_picks", surfaced="units_qu
     return FailurePackage(
         heal_id="h1", blueprint_id="bp", blueprint_path="bp.yml", failed_module=failed, module_type="Channel",
         surfaced_in=surfaced, fault={"fragment": blame.fault_fragment(error), "evidence": evidence},
-        error=ErrorFacts(condition=error["condition"], parameters=error.get("message_parameters") or {},
+        error=SparkErrorInfo(condition=error["condition"], message_parameters=error.get("message_parameters") or {},
                          message=error.get("message", ""), query_context=error.get("query_context") or []),
         signature="sig", module_raw={"id": failed, "type": "Channel", "config": {"op": "sql", "query": query}},
         module_compiled={},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.contract import OutputProfile, profile_output, violations
 
 CONTRACT = {
@@ -121,8 +122,8 @@ def test_a_patch_that_runs_but_nulls_a_published_column_is_rejected_with_the_mea
              "message": "[CAST_INVALID_INPUT] The value 'EUR 12.50' cannot be cast"}  # fmt: skip
     contract = {"columns": [{"name": "invoice_id", "type": "string"}, {"name": "amount", "type": "decimal(12,2)"}],
                 "rows_written": 3}  # fmt: skip
-    package = build_failure_package(manifest=manifest, blueprint_text=path.read_text(), failed_module="typed_invoices",
-                                    error=error, run_id="run-2", last_good_run="run-1",
+    package = build_failure_package(manifest=manifest, blueprint_text=path.read_text(), failure=FailureRecord(module_id="typed_invoices", error=error),
+                                    run_id="run-2", last_good_run="run-1",
                                     contracts={"invoices_out": contract})  # fmt: skip
     settings = HealSettings(store=DuckDBStore(tmp_path / "state.duckdb"), patches_dir=tmp_path / "patches",
                             revisions_dir=tmp_path / "revisions", diagnosers=[RuleDiagnoser()],

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from aqueduct_dagster.engine.errors import SparkErrorInfo
 from aqueduct_dagster.healing import drift
-from aqueduct_dagster.healing.failure import ErrorFacts, FailurePackage, NeighbourModule
+from aqueduct_dagster.healing.failure import FailurePackage, NeighbourModule
 from aqueduct_dagster.healing.rules import Refusal, diagnose_with_rules
 
 # --------------------------------------------------------------------------- field_diff
@@ -155,7 +156,7 @@ def _package(condition, params, query, drift_entries, *, inputs=("orders",), mod
     config = config if config is not None else {"op": "sql", "query": query}
     return FailurePackage(
         heal_id="h1", blueprint_id="bp", blueprint_path="bp.yml", failed_module=failed, module_type=module_type,
-        error=ErrorFacts(condition=condition, parameters=params), signature="sig",
+        error=SparkErrorInfo(condition=condition, message_parameters=params), signature="sig",
         module_raw={"id": failed, "type": module_type, "config": config}, module_compiled={},
         neighbourhood=[NeighbourModule(id=failed, type=module_type, role="failed", inputs=list(inputs), config=config)],
         last_good_run="good-1", drift=drift_entries,
@@ -280,7 +281,7 @@ def _retyped_package(measure, *, hint=True):
         "cast_back": {"priority": measure}}}  # fmt: skip
     return FailurePackage(
         heal_id="h1", blueprint_id="bp", blueprint_path="bp.yml", failed_module="tickets", module_type="Ingress",
-        error=ErrorFacts(condition="AQ_SCHEMA_HINT_MISMATCH", parameters={"column": "priority", "actual": "string"}),
+        error=SparkErrorInfo(condition="AQ_SCHEMA_HINT_MISMATCH", message_parameters={"column": "priority", "actual": "string"}),
         signature="sig", module_raw={"id": "tickets", "type": "Ingress", "config": config}, module_compiled={},
         neighbourhood=[NeighbourModule(id="tickets", type="Ingress", role="failed", config=config),
                        NeighbourModule(id="urgent", type="Channel", role="downstream", inputs=["tickets"], config=reader)],
@@ -321,6 +322,10 @@ def test_a_new_unrelated_column_appearing_elsewhere_is_no_rename():
     now = [("order_id", "int"), ("gross", "double"), ("loyalty_points", "int")]
     diff = drift.field_diff(good, now)
     assert diff["renamed"] == [] and diff["rename_candidates"] == {"discount_pct": ["loyalty_points"]}
+    # A shared suffix is no tie: humidity and battery levels are both percentages.
+    sensors = [("device_id", "string"), ("humidity_pct", "double"), ("temp_c", "double")]
+    assert drift.field_diff(sensors, [("device_id", "string"), ("temp_c", "double"), ("battery_pct", "double")])[
+        "renamed"] == []
     # ...while the same place among its siblings, or a similar name, does tie them.
     assert drift.field_diff(good, [("order_id", "int"), ("rebate", "int"), ("gross", "double")])["renamed"]
     assert drift.field_diff(good, [("order_id", "int"), ("gross", "double"), ("discount_percent", "int")])["renamed"]

@@ -8,6 +8,7 @@ from deltalake import DeltaTable
 
 from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.blueprint.models import Agent
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.engine.session import run_session
 from aqueduct_dagster.healing.failure import build_failure_package
 from aqueduct_dagster.healing.gates import (
@@ -57,9 +58,8 @@ def setup(tmp_path):
     text = BLUEPRINT.format(data=tmp_path)
     manifest = compile_text(text, source_path=str(tmp_path / "gates.yml"))
     package = build_failure_package(
-        manifest=manifest, blueprint_text=text, failed_module="clean",
-        error={"condition": "SOMETHING", "message": "x"},
-        input_schemas={"raw": [["id", "int"], ["amount", "double"], ["qty", "int"]]},
+        manifest=manifest, blueprint_text=text, failure=FailureRecord(module_id="clean", error={"condition": "SOMETHING", "message": "x"},
+                              input_schemas={"raw": [["id", "int"], ["amount", "double"], ["qty", "int"]]}),
     )  # fmt: skip
     return text, package, tmp_path
 

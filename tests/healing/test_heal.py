@@ -10,6 +10,7 @@ import pytest
 
 from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.config import AgentBudget, AgentConnection
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.agent import LLMDiagnoser
 from aqueduct_dagster.healing.failure import build_failure_package
 from aqueduct_dagster.healing.heal import Healer, HealError, HealSettings, PatchQueue, RuleDiagnoser
@@ -71,8 +72,7 @@ def project(tmp_path, monkeypatch):
         path.write_text(BLUEPRINT.format(approval=approval))
         manifest = compile_text(path.read_text(), source_path=str(path))
         package = build_failure_package(
-            manifest=manifest, blueprint_text=path.read_text(), failed_module="clean_orders",
-            error=error, input_schemas=SCHEMAS, run_id="run-1",
+            manifest=manifest, blueprint_text=path.read_text(), failure=FailureRecord(module_id="clean_orders", error=error, input_schemas=SCHEMAS), run_id="run-1",
         )  # fmt: skip
         store = DuckDBStore(tmp_path / "state" / "aqueduct.duckdb")
         settings = HealSettings(
@@ -104,8 +104,8 @@ def test_human_mode_stages_a_rule_patch_then_approval_writes_a_revision(project)
 def test_a_pending_patch_for_the_same_failure_suppresses_a_new_heal(project):
     path, manifest, package, settings = project("human")
     first = Healer(settings).heal(package, path, manifest.agent)
-    again = build_failure_package(manifest=manifest, blueprint_text=path.read_text(), failed_module="clean_orders",
-                                  error=RENAMED, input_schemas=SCHEMAS, run_id="run-2")  # fmt: skip
+    again = build_failure_package(manifest=manifest, blueprint_text=path.read_text(), failure=FailureRecord(module_id="clean_orders", error=RENAMED, input_schemas=SCHEMAS),
+                                  run_id="run-2")  # fmt: skip
     second = Healer(settings).heal(again, path, manifest.agent)
     assert second.status == "suppressed" and first.patch.patch_id in second.message
 
@@ -117,8 +117,8 @@ def test_rate_limit_caps_heals_per_blueprint_per_hour(project):
     PatchQueue(settings.patches_dir, settings.revisions_dir, settings.store).reject(
         settings.store.patches("orders")[0]["patch_id"], "not now"
     )
-    other = build_failure_package(manifest=manifest, blueprint_text=path.read_text(), failed_module="clean_orders",
-                                  error=RENAMED, input_schemas=SCHEMAS, run_id="run-3")  # fmt: skip
+    other = build_failure_package(manifest=manifest, blueprint_text=path.read_text(), failure=FailureRecord(module_id="clean_orders", error=RENAMED, input_schemas=SCHEMAS),
+                                  run_id="run-3")  # fmt: skip
     assert Healer(settings).heal(other, path, manifest.agent).status == "rate_limited"
 
 

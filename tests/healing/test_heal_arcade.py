@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aqueduct_dagster.blueprint import compile_text
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.arcade_files import raw_modules, route_patch
 from aqueduct_dagster.healing.failure import build_failure_package
 from aqueduct_dagster.healing.heal import Healer, HealSettings, PatchQueue, RuleDiagnoser
@@ -72,8 +73,8 @@ def test_heal_stages_a_patch_on_the_sub_blueprint_and_approval_writes_it(project
     manifest = compile_text(parent.read_text(), source_path=str(parent))
     assert "cleaning__tidy" in manifest.modules
     package = build_failure_package(
-        manifest=manifest, blueprint_text=parent.read_text(), failed_module="cleaning__tidy",
-        error=ERROR, input_schemas={"__input__": [["sale_id", "int"], ["sale_amount", "double"]]},
+        manifest=manifest, blueprint_text=parent.read_text(), failure=FailureRecord(module_id="cleaning__tidy", error=ERROR,
+                              input_schemas={"__input__": [["sale_id", "int"], ["sale_amount", "double"]]}),
     )  # fmt: skip
     assert "amount > 0" in package.module_raw["config"]["query"]  # read from the Arcade's file
     store = DuckDBStore(tmp_path / "state" / "aqueduct.duckdb")

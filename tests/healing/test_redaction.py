@@ -9,6 +9,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.errors import ConfigError
 from aqueduct_dagster.healing.redaction import (
     MIN_SECRET_LENGTH,
@@ -62,14 +63,14 @@ def test_syntax_errors_keep_the_quoted_sql_token_data_errors_lose_theirs():
     text = ('aqueduct: "1.0"\nid: b\nname: b\nmodules:\n  - {id: raw, type: Ingress, config: {format: csv, path: x.csv}}\n'
             '  - {id: c, type: Channel, config: {op: sql, query: "SELECT id FROM raw"}}\n')  # fmt: skip
     manifest = compile_text(text)
-    syntax = build_failure_package(manifest=manifest, blueprint_text=text, failed_module="c", error={
+    syntax = build_failure_package(manifest=manifest, blueprint_text=text, failure=FailureRecord(module_id="c", error={
         "condition": "PARSE_SYNTAX_ERROR", "sqlstate": "42601", "message_parameters": {"error": "'user'"},
-        "message": "Syntax error at or near 'user'"})  # fmt: skip
-    assert syntax.error.parameters["error"] == "'user'" and "'user'" in syntax.error.message
-    data = build_failure_package(manifest=manifest, blueprint_text=text, failed_module="c", error={
+        "message": "Syntax error at or near 'user'"}))  # fmt: skip
+    assert syntax.error.message_parameters["error"] == "'user'" and "'user'" in syntax.error.message
+    data = build_failure_package(manifest=manifest, blueprint_text=text, failure=FailureRecord(module_id="c", error={
         "condition": "CAST_INVALID_INPUT", "sqlstate": "22018", "message_parameters": {"expression": "'ACME'"},
-        "message": "The value 'ACME' cannot be cast"})  # fmt: skip
-    assert data.error.parameters["expression"] == "'<literal>'" and "ACME" not in data.error.message
+        "message": "The value 'ACME' cannot be cast"}))  # fmt: skip
+    assert data.error.message_parameters["expression"] == "'<literal>'" and "ACME" not in data.error.message
 
 
 # ----------------------------------------------------------------------------- every spelling of a secret

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aqueduct_dagster.healing.failure import ColumnInfo, ErrorFacts, FailurePackage
+from aqueduct_dagster.engine.errors import SparkErrorInfo
+from aqueduct_dagster.healing.failure import ColumnInfo, FailurePackage
 from aqueduct_dagster.healing.patch import apply_patch_text
 from aqueduct_dagster.healing.rules import ENGINE_CONFIG_ALLOWLIST, diagnose_with_rules
 
@@ -27,7 +28,7 @@ def package(condition=None, params=None, message="", *, module_type="Channel", c
         blueprint_path="bp.yml",
         failed_module="clean",
         module_type=module_type,
-        error=ErrorFacts(condition=condition, parameters=params or {}, message=message, cause_chain=list(cause_chain)),
+        error=SparkErrorInfo(condition=condition, message_parameters=params or {}, message=message, cause_chain=list(cause_chain)),
         signature="sig",
         module_raw={"id": "clean", "type": module_type, "config": config},
         module_compiled={},

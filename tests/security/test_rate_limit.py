@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from aqueduct_dagster.blueprint import compile_text
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.failure import FailurePackage, build_failure_package
 from aqueduct_dagster.healing.heal import Healer, HealSettings, Proposal
 from aqueduct_dagster.stores import DuckDBStore, PostgresStore
@@ -31,6 +32,9 @@ class NothingToPropose:
 
     name = "nothing"
     max_rounds = 1
+
+    def for_policy(self, policy) -> NothingToPropose:
+        return self
 
     def propose(self, package: FailurePackage, feedback: Sequence[str]) -> Proposal:
         return Proposal(patch=None, reason="no idea", final=True)
@@ -65,8 +69,8 @@ def _policy(blueprint: Path, limit: int | None):
 def _package(blueprint: Path, run_id: str = "run-1") -> FailurePackage:
     text = blueprint.read_text()
     manifest = compile_text(text, source_path=str(blueprint))
-    return build_failure_package(manifest=manifest, blueprint_text=text, failed_module="step_0", error=ERROR,
-                                 input_schemas={"raw": [["a", "int"]]}, run_id=run_id)  # fmt: skip
+    return build_failure_package(manifest=manifest, blueprint_text=text, run_id=run_id,
+                                 failure=FailureRecord(module_id="step_0", error=ERROR, input_schemas={"raw": [["a", "int"]]}))  # fmt: skip
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

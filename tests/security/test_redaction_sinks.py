@@ -21,6 +21,7 @@ import pytest
 
 from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.config import AgentBudget, AgentConnection
+from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.agent import DATA_BLOCK_NOTE, LLMDiagnoser
 from aqueduct_dagster.healing.failure import build_failure_package
 from aqueduct_dagster.healing.heal import Healer, HealSettings, RuleDiagnoser
@@ -121,8 +122,8 @@ def healed(tmp_path, monkeypatch):
     path = tmp_path / "orders.yml"
     path.write_text(BLUEPRINT)
     manifest = compile_text(BLUEPRINT, source_path=str(path))
-    package = build_failure_package(manifest=manifest, blueprint_text=BLUEPRINT, failed_module="clean_orders",
-                                    error=DATA_ERROR, input_schemas=SCHEMAS, run_id="run-1")  # fmt: skip
+    package = build_failure_package(manifest=manifest, blueprint_text=BLUEPRINT, run_id="run-1",
+                                    failure=FailureRecord(module_id="clean_orders", error=DATA_ERROR, input_schemas=SCHEMAS))  # fmt: skip
     store = DuckDBStore(tmp_path / "state" / "aqueduct.duckdb")
     with scripted_llm([ECHOING_PATCH, GOOD_PATCH]) as llm:
         agent = LLMDiagnoser.from_config(AgentConnection(provider="openai_compat", model="m", base_url=llm.base_url,
@@ -187,8 +188,8 @@ def test_the_pending_patch_file_and_pr_description_are_clean(healed):
 def test_the_heal_keeps_what_the_healer_needs(healed):
     error = healed["package"].error
     assert error.condition == "NUMERIC_VALUE_OUT_OF_RANGE.WITH_SUGGESTION" and error.sqlstate == "22003"
-    assert error.parameters["precision"] == "5" and error.parameters["value"] == "<literal>"
-    assert "Decimal(5, 2)" in error.message and "spark.sql.ansi.enabled" in str(error.parameters)
+    assert error.message_parameters["precision"] == "5" and error.message_parameters["value"] == "<literal>"
+    assert "Decimal(5, 2)" in error.message and "spark.sql.ansi.enabled" in str(error.message_parameters)
 
 
 def test_console_log_records_of_project_loggers_are_redacted(healed, caplog):
@@ -305,8 +306,8 @@ def test_a_failed_read_leaves_no_secret_from_its_path_in_the_event_log(tmp_path,
     _assert_not_in(caplog.text, variants(PATH_SECRET), "the console logs")
     assert "<secret:AQ_TEST_PATH_TOKEN>" in events  # the path was quoted, and redacted
     recorded = _failure_from_run(instance, run_id)
-    assert recorded["spark"]["condition"] == "PATH_NOT_FOUND"
-    assert "<secret:AQ_TEST_PATH_TOKEN>/missing/events.json" in recorded["spark"]["message"]  # the healer still sees where
+    assert recorded.error.condition == "PATH_NOT_FOUND"
+    assert "<secret:AQ_TEST_PATH_TOKEN>/missing/events.json" in recorded.error.message  # the healer still sees where
 
 
 @pytest.mark.spark
@@ -331,11 +332,11 @@ def test_a_failed_materialization_and_its_heal_leave_no_secret_and_no_data_value
     assert not any(e.cls_name in ("ModuleFailed", "NumberFormatException") or "Py4J" in e.cls_name for e in chain)
     # The structured error the healer reads is still there, redacted.
     recorded = _failure_from_run(instance, run_id)
-    assert recorded["module_id"] in ("typed_codes", "codes_out")  # the CAST runs where the frame is written
-    assert recorded["spark"]["condition"] == "CAST_INVALID_INPUT" and recorded["spark"]["sqlstate"].startswith("22")
-    assert recorded["spark"]["message_parameters"]["expression"] == "'<literal>'"
-    assert recorded["spark"]["message_parameters"]["targetType"] == '"INT"'
-    assert [INJECTION, "string"] in [pair for pairs in recorded["input_schemas"].values() for pair in pairs]
+    assert recorded.module_id in ("typed_codes", "codes_out")  # the CAST runs where the frame is written
+    assert recorded.error.condition == "CAST_INVALID_INPUT" and recorded.error.sqlstate.startswith("22")
+    assert recorded.error.message_parameters["expression"] == "'<literal>'"
+    assert recorded.error.message_parameters["targetType"] == '"INT"'
+    assert [INJECTION, "string"] in [pair for pairs in recorded.input_schemas.values() for pair in pairs]
 
     # No rule fits: the LLM configured in aqueduct.yml (the scripted server) is asked.
     fix = {"rationale": "tolerate malformed codes", "confidence": 0.8, "root_cause": "bad code values",
