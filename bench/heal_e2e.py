@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/heal_e2e.py [--cases NAME,...] [--json OUT]
     .venv/bin/python bench/heal_e2e.py --reference   # check the cases: hand-written fixes, no heal
+    .venv/bin/python bench/heal_e2e.py --heldout     # only the held-out cases (HELDOUT_MODULES)
 
 Not a test: a benchmark of what the healer does to real breakages (the cases are in
 bench/heal_cases/, one module each). Every case gets its own project folder (Blueprint,
@@ -45,7 +46,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # the cases package lives beside this script
 
 import pandas as pd  # noqa: E402
-from heal_cases import all_cases  # noqa: E402
+from heal_cases import HELDOUT_MODULES, all_cases  # noqa: E402
 from heal_cases.common import Case  # noqa: E402
 
 GRADES = ("FIXED", "DEFERRED-OK", "WRONG", "NOT-FIXED", "ERROR")
@@ -431,11 +432,11 @@ def _seconds(value: float | None) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def select_cases(names: str | None) -> list[Case]:
-    cases = all_cases()
+def select_cases(names: str | None, heldout: bool = False) -> list[Case]:
+    cases = [c for c in all_cases(include_heldout=True) if c.name in HELDOUT_MODULES] if heldout else all_cases()
     if not names:
         return cases
-    by_name = {c.name: c for c in cases}
+    by_name = {c.name: c for c in all_cases(include_heldout=True)}  # a case by name, from either set
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in by_name]
     if unknown:
@@ -449,8 +450,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write every case's facts here")
     parser.add_argument("--reference", action="store_true",
                         help="check the benchmark: apply each fix case's hand-written fix instead of healing")  # fmt: skip
+    parser.add_argument("--heldout", action="store_true", help="run only the held-out cases (HELDOUT_MODULES)")
     args = parser.parse_args(argv)
-    cases = select_cases(args.cases)
+    cases = select_cases(args.cases, heldout=args.heldout)
     if args.reference:
         cases = [c for c in cases if c.expect == "fix"]
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
