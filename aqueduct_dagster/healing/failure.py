@@ -155,9 +155,9 @@ def build_failure_package(
         neighbours.append(_neighbour(manifest, raws, surfaced_in, "surfaced"))
     drifted = [m for m, entry in (drift or {}).items() if entry.get("kind") == "ingress" and entry.get("changed")]
     for ingress in drifted:
-        for reader in manifest.consumers(ingress):
-            if reader.id not in {n.id for n in neighbours}:
-                neighbours.append(_neighbour(manifest, raws, reader.id, "reader"))
+        for reader in _between(manifest, ingress, failed_module):
+            if reader not in {n.id for n in neighbours}:
+                neighbours.append(_neighbour(manifest, raws, reader, "reader"))
 
     used_text = yaml.safe_dump([n.config for n in neighbours])
     macros = {name: body for name, body in manifest.macros.items() if name in _MACRO_USE.findall(used_text)}
@@ -201,6 +201,25 @@ def build_failure_package(
         contracts=redactor.data(dict(contracts or {})),
     )
     return package.with_redactor(redactor)
+
+
+def _between(manifest: Manifest, source: str, target: str) -> list[str]:
+    """Modules on a path from `source` to `target` (both excluded), and `source`'s direct
+    readers: where a drifted column can be read before the run fails."""
+    below, stack = set(), [source]
+    while stack:
+        for consumer in manifest.consumers(stack.pop()):
+            if consumer.id not in below:
+                below.add(consumer.id)
+                stack.append(consumer.id)
+    above, stack = set(), [target]
+    while stack:
+        for edge in manifest.module(stack.pop()).inputs:
+            if edge.source not in above:
+                above.add(edge.source)
+                stack.append(edge.source)
+    direct = {c.id for c in manifest.consumers(source)}
+    return [m for m in manifest.modules if m in (below & above) | direct and m not in (source, target)]
 
 
 def _neighbour(manifest: Manifest, raws: Mapping[str, dict], module_id: str, role: str) -> NeighbourModule:

@@ -266,11 +266,13 @@ def _reads_column(package: FailurePackage, ingress: str, column: str) -> bool:
 
 
 def _sql_readers(package: FailurePackage, ingress: str) -> list[tuple[str, str, str]]:
-    """(module id, key, SQL) of the modules in the package that read `ingress` directly."""
+    """(module id, key, SQL) of the modules in the package that read `ingress`: directly, or
+    on the way from it to the failure (the package carries those as "reader" neighbours)."""
     found = []
     for neighbour in package.neighbourhood:
         sources = {entry.partition(" as ")[0] for entry in neighbour.inputs}
-        if ingress in sources and neighbour.id != ingress:
+        reads = ingress in sources or neighbour.role in ("reader", "failed", "upstream")
+        if reads and neighbour.id != ingress:
             found += [(neighbour.id, key, text) for key, text in _text_fields(neighbour.config)]
     return found
 
