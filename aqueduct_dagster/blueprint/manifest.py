@@ -147,6 +147,26 @@ class Manifest(Frozen):
         """Modules that take `module_id`'s output as data."""
         return [m for m in self.modules.values() if any(i.source == module_id for i in m.inputs)]
 
+    def ancestors(self, module_id: str) -> set[str]:
+        """Every module `module_id` reads from, directly or not."""
+        found, stack = set(), [module_id]
+        while stack:
+            for edge in self.module(stack.pop()).inputs:
+                if edge.source not in found:
+                    found.add(edge.source)
+                    stack.append(edge.source)
+        return found
+
+    def descendants(self, module_id: str) -> set[str]:
+        """Every module that reads `module_id`'s output, directly or not."""
+        found, stack = set(), [module_id]
+        while stack:
+            for consumer in self.consumers(stack.pop()):
+                if consumer.id not in found:
+                    found.add(consumer.id)
+                    stack.append(consumer.id)
+        return found
+
 
 def fingerprint_of(payload: Any) -> str:
     """A stable short hash of a JSON-able payload (used for Dagster code versions)."""

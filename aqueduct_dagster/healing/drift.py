@@ -358,17 +358,7 @@ def ingress_drift(module: CompiledModule, good: Mapping[str, Any], read: Reader)
 
 
 def upstream_ingresses(manifest: Manifest, module_id: str) -> list[str]:
-    seen, stack, found = set(), [module_id], []
-    while stack:
-        current = stack.pop()
-        for edge in manifest.module(current).inputs:
-            if edge.source in seen:
-                continue
-            seen.add(edge.source)
-            if manifest.module(edge.source).type == "Ingress":
-                found.append(edge.source)
-            stack.append(edge.source)
-    return sorted(found)
+    return sorted(m for m in manifest.ancestors(module_id) if manifest.module(m).type == "Ingress")
 
 
 def compute_drift(manifest: Manifest, failed_module: str, evidence: Mapping[str, Mapping[str, Any]],

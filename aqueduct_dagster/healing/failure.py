@@ -206,18 +206,7 @@ def build_failure_package(
 def _between(manifest: Manifest, source: str, target: str) -> list[str]:
     """Modules on a path from `source` to `target` (both excluded), and `source`'s direct
     readers: where a drifted column can be read before the run fails."""
-    below, stack = set(), [source]
-    while stack:
-        for consumer in manifest.consumers(stack.pop()):
-            if consumer.id not in below:
-                below.add(consumer.id)
-                stack.append(consumer.id)
-    above, stack = set(), [target]
-    while stack:
-        for edge in manifest.module(stack.pop()).inputs:
-            if edge.source not in above:
-                above.add(edge.source)
-                stack.append(edge.source)
+    below, above = manifest.descendants(source), manifest.ancestors(target)
     direct = {c.id for c in manifest.consumers(source)}
     return [m for m in manifest.modules if m in (below & above) | direct and m not in (source, target)]
 

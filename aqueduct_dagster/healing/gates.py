@@ -386,12 +386,7 @@ class LineageGate(Gate):
 
 def _edited_upstream(patch: PatchSpec, manifest: Manifest, module_id: str) -> list[str]:
     """Modules upstream of `module_id` that the patch edits."""
-    upstream, stack = set(), [module_id]
-    while stack:
-        for edge in manifest.module(stack.pop()).inputs:
-            if edge.source not in upstream:
-                upstream.add(edge.source)
-                stack.append(edge.source)
+    upstream = manifest.ancestors(module_id)
     edited = {getattr(op, "module_id", None) for op in patch.operations}
     return sorted(m for m in edited if m in upstream)
 

@@ -46,11 +46,16 @@ def identifier_pattern(name: str) -> re.Pattern[str]:
 
 
 def contains_identifier(sql: str, name: str) -> bool:
+    return _found_outside_protected(sql, identifier_pattern(name))
+
+
+def _found_outside_protected(sql: str, pattern: re.Pattern[str]) -> bool:
+    """`pattern` occurs in `sql` outside string literals and comments."""
     hit = False
 
     def probe(segment: str) -> str:
         nonlocal hit
-        hit = hit or bool(identifier_pattern(name).search(segment))
+        hit = hit or bool(pattern.search(segment))
         return segment
 
     _edit_outside_protected(sql, probe)
@@ -185,15 +190,7 @@ def _path_pattern(path: str) -> re.Pattern[str]:
 
 
 def contains_path(sql: str, path: str) -> bool:
-    hit = False
-
-    def probe(segment: str) -> str:
-        nonlocal hit
-        hit = hit or bool(_path_pattern(path).search(segment))
-        return segment
-
-    _edit_outside_protected(sql, probe)
-    return hit
+    return _found_outside_protected(sql, _path_pattern(path))
 
 
 def replace_path(sql: str, old: str, new: str) -> str:
