@@ -74,6 +74,7 @@ def _rows(folder: Path) -> list[int]:
 
 
 @pytest.mark.spark
+@pytest.mark.spark_kind("classic")
 def test_run_a_blueprint_file_with_a_context_override(spark, project):
     result = invoke("blueprint.yml", "--ctx", "min_amount=0", "--ctx", data_at(project), "--tags", "team=data")
     assert result.exit_code == 0, result.output
@@ -86,6 +87,7 @@ def test_run_a_blueprint_file_with_a_context_override(spark, project):
 
 
 @pytest.mark.spark
+@pytest.mark.spark_kind("classic")
 def test_run_a_job_of_the_blueprints_folder_on_dagster_home(spark, project, monkeypatch):
     folder = project / "blueprints"
     folder.mkdir()
@@ -108,6 +110,7 @@ def test_run_a_job_of_the_blueprints_folder_on_dagster_home(spark, project, monk
 
 
 @pytest.mark.spark
+@pytest.mark.spark_kind("classic")
 def test_a_failing_run_exits_1_and_names_the_module(spark, project):
     result = invoke("blueprint.yml", "--ctx", data_at(project))  # min_amount 100: the Assert aborts
     assert result.exit_code == 1, result.output

@@ -7,7 +7,9 @@ import pytest
 
 from aqueduct_dagster.dagster import build_definitions
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.spark_kind("classic")]
+# One session kind: what these tests check does not depend on it (Connect runs through
+# Dagster are covered by test_materialize, test_module_types and test_warm_spark).
 KEY = dg.AssetKey
 
 PARENT = """\

@@ -26,7 +26,9 @@ from aqueduct_dagster.dagster.healing import aqueduct_heal_job
 from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.heal import PatchQueue
 
-pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark"), pytest.mark.spark_kind("classic")]
+# One session kind: what these tests check does not depend on it (Connect runs through
+# Dagster are covered by test_materialize, test_module_types and test_warm_spark).
 
 HEADER = 'aqueduct: "1.0"\nid: {id}\nname: {id}\ncontext:\n  data_dir: "@aq.env(\'AQUEDUCT_DATA_DIR\', \'data\')"\nagent:\n  approval: human\n'
 

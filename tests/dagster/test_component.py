@@ -82,6 +82,7 @@ def test_attributes_shape_the_definitions(tmp_path):
 
 
 @pytest.mark.spark
+@pytest.mark.spark_kind("classic")
 def test_component_job_runs_on_spark(spark, tmp_path):
     data = write_data(tmp_path / "data")
     with create_defs_folder_sandbox() as sandbox:

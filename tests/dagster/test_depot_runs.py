@@ -14,7 +14,9 @@ from aqueduct_dagster.dagster import build_definitions
 from aqueduct_dagster.stores.depot import Depot
 from aqueduct_dagster.stores.duckdb_store import DuckDBStore
 
-pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark"), pytest.mark.spark_kind("classic")]
+# One session kind: what these tests check does not depend on it (Connect runs through
+# Dagster are covered by test_materialize, test_module_types and test_warm_spark).
 
 BLUEPRINT = """
 aqueduct: "1.0"

@@ -16,7 +16,9 @@ from aqueduct_dagster.dagster.healing import aqueduct_heal_job
 from tests.support.scripted_llm import scripted_llm
 
 # Request the suite's session so it is the one that starts the JVM, whatever the test order.
-pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark"), pytest.mark.spark_kind("classic")]
+# One session kind: what these tests check does not depend on it (Connect runs through
+# Dagster are covered by test_materialize, test_module_types and test_warm_spark).
 
 LLM_FIX = {
     "rationale": "only orders above 100 are publishable; filter them in clean_orders",

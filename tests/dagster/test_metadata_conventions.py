@@ -66,6 +66,7 @@ def _line_of(path: Path, text: str) -> int:
 
 
 @pytest.mark.spark
+@pytest.mark.spark_kind("classic")
 def test_materializations_carry_row_count_uri_and_the_spec_code_references(
     spark, tmp_path, monkeypatch
 ):

@@ -55,6 +55,7 @@ def _project(tmp_path, extra: str = ""):
 
 
 @pytest.mark.spark
+@pytest.mark.spark_kind("classic")
 def test_a_backfill_of_three_days_writes_each_day_from_its_own_input(spark, tmp_path):
     blueprints, data = _project(tmp_path)
     defs = build_definitions(blueprints, strict=True)

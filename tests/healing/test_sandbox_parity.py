@@ -20,7 +20,9 @@ from aqueduct_dagster.engine.session import run_session
 from aqueduct_dagster.healing.gates import run_on_spark
 
 # Request the suite's session so it is the one that starts the JVM, whatever the test order.
-pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark")]
+pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark"), pytest.mark.spark_kind("classic")]
+# One session kind: what these tests check does not depend on it (Connect runs through
+# Dagster are covered by test_materialize, test_module_types and test_warm_spark).
 
 BLUEPRINT = """\
 aqueduct: "1.0"
