@@ -210,6 +210,7 @@ def run_module_step(
     ports: list[str] | None = None,
     key_of=None,
 ) -> Iterator[Any]:
+    from aqueduct_dagster.dagster.webhooks import notify_assert_failures, notify_module_failure
     from aqueduct_dagster.engine import ModuleFailed, evaluate_assert, execute_module
 
     resource = getattr(context.resources, SPARK_RESOURCE_KEY)
@@ -236,7 +237,9 @@ def run_module_step(
         result = execute_module(spark, module, frames)
     except ModuleFailed as failure:
         record("failure", detail={"condition": failure.error.condition, "signature": failure.error.signature()})
-        raise _redacted_failure(redactor, module, failure, frames) from None
+        error = _redacted_failure(redactor, module, failure, frames)
+        notify_module_failure(bound, module, error.description, run_id=context.run_id, redactor=redactor)
+        raise error from None
     if result.metadata.get("depot"):
         # Staged under this run: later runs read it only once the whole run succeeded.
         resource.depot(bound).stage(context.run_id, result.metadata["depot"])
@@ -268,6 +271,7 @@ def run_module_step(
     frame = result.outputs.get("main")
     target = key_of(module.id) if key_of is not None else context.assets_def.key
     if module.type == "Assert" and result.assertion is not None:
+        notify_assert_failures(bound, module, result.assertion, run_id=context.run_id, redactor=redactor)
         yield _check_result(target, module, result.assertion)
     for check in asserts:
         checked = bound.module(check.id)
@@ -281,6 +285,7 @@ def run_module_step(
                                       "check": check.id})  # fmt: skip
             aliases = [edge.alias for edge in checked.inputs] or [module.id]
             raise _redacted_failure(redactor, checked, failure, {aliases[0]: frame}) from None
+        notify_assert_failures(bound, checked, outcome, run_id=context.run_id, redactor=redactor)
         yield _check_result(target, check, outcome)
 
 
