@@ -3,8 +3,8 @@
 Every aggregate rule of one Assert is folded into ONE Spark action (a single `agg`); sampled
 null rates share one more action on one sample. `schema_match` reads only the schema.
 Failed rules with `on_fail: abort` or `trigger_agent` block the run; `warn`, `quarantine`
-and `webhook` are reported and let the data through (webhooks belong to later layers, the
-action is kept in each RuleResult).
+and `webhook` are reported and let the data through (the action is kept in each RuleResult;
+dagster/webhooks.py posts the webhook, the engine never makes network calls).
 
 Quarantine: the row-level rules (`not_null`, `sql_row`, `freshness` judged per row: older than
 `max_age_hours`, or no timestamp) with `on_fail: quarantine` take their
