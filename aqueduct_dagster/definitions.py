@@ -1,5 +1,5 @@
 """The code location `workspace.yaml` loads: every Blueprint under AQUEDUCT_BLUEPRINTS_DIR."""
 
-from aqueduct_dagster.dagster import build_definitions
+from aqueduct_dagster.dagster.factory import load_code_location
 
-defs = build_definitions()
+defs = load_code_location()

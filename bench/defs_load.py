@@ -1,19 +1,22 @@
 """Time loading a code location of many Blueprints: compile, build Definitions, resolve.
 
     python bench/defs_load.py --blueprints 200 --modules 10 [--keep DIR] [--profile FILE]
+    python bench/defs_load.py --compare 5     # against Dagster's floor, cold and warm cache
 
 Generates the Blueprints into a temp folder first (not timed), then, in this fresh process,
-times the import of the framework, `build_definitions(folder)` (compile + assets + jobs),
-and what Dagster does when a code location loads: `get_repository_def()` with every job
-resolved (the asset graph included); `load_s` is those two together (wall time,
-`load_cpu_s` the process's CPU time for them). Apart: the repository snapshot a code server
-sends to the webserver. Prints one JSON object.
+times the import of the framework and what the code location module does,
+`load_code_location(folder)`: `build_definitions` (compile + assets + jobs) and what Dagster
+does when a code location loads, `get_repository_def()` with every job resolved (the asset
+graph included); `load_s` is those together (wall time, `load_cpu_s` the process's CPU time
+for them). Compiled Manifests are cached where AQUEDUCT_COMPILE_CACHE says (`off`: nowhere).
+Apart: the repository snapshot a code server sends to the webserver. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -103,25 +106,32 @@ def generate_blueprints(folder: Path, count: int) -> None:
 
 
 def measure(folder: Path, profile: Path | None = None) -> dict:
+    """One load, as the code location module does it (`load_code_location`): compile (with
+    the compile cache AQUEDUCT_COMPILE_CACHE names, if any), build, resolve every job."""
     started = time.perf_counter()
     import dagster as dg  # noqa: F401
 
-    from aqueduct_dagster.dagster import factory
-    from aqueduct_dagster.dagster.factory import build_definitions
+    from aqueduct_dagster.blueprint.cache import COMPILE_CACHE
+    from aqueduct_dagster.dagster import factory, loading
 
     imported = time.perf_counter()
-    # How much of build_definitions is compiling Blueprints (the rest is Dagster objects).
-    compiling = [0.0]
-    compile_blueprint = factory.compile_blueprint
+    # How much of the load is compiling Blueprints, and building definitions (the rest is
+    # Dagster resolving the repository and its jobs).
+    compiling, building = [0.0], [0.0]
+    compile_blueprint, build_definitions = loading.compile_blueprint, factory.build_definitions
 
-    def timed_compile(*args, **kwargs):
-        begun = time.perf_counter()
-        try:
-            return compile_blueprint(*args, **kwargs)
-        finally:
-            compiling[0] += time.perf_counter() - begun
+    def timed(function, total):
+        def wrapper(*args, **kwargs):
+            begun = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                total[0] += time.perf_counter() - begun
 
-    factory.compile_blueprint = timed_compile
+        return wrapper
+
+    loading.compile_blueprint = timed(compile_blueprint, compiling)
+    factory.build_definitions = timed(build_definitions, building)
     # CPU time too: the load is single-threaded Python, and on a shared machine its CPU time
     # varies far less than its wall time.
     cpu_imported = time.process_time()
@@ -131,8 +141,8 @@ def measure(folder: Path, profile: Path | None = None) -> dict:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    defs = build_definitions(folder)
-    built = time.perf_counter()
+    defs = factory.load_code_location(folder)
+    # What Dagster asks for when it loads the location (done by now: cached).
     repository = defs.get_repository_def()
     jobs = repository.get_all_jobs()
     graph = repository.asset_graph
@@ -147,12 +157,13 @@ def measure(folder: Path, profile: Path | None = None) -> dict:
     snapshotted = time.perf_counter()
     return {
         "import_s": round(imported - started, 3),
-        "build_definitions_s": round(built - imported, 3),
+        "build_definitions_s": round(building[0], 3),
         "compile_s": round(compiling[0], 3),
-        "resolve_repository_s": round(resolved - built, 3),
+        "resolve_repository_s": round(resolved - imported - building[0], 3),
         "load_s": round(resolved - imported, 3),
         "load_cpu_s": round(cpu_resolved - cpu_imported, 3),
         "repository_snapshot_s": round(snapshotted - resolved, 3),
+        "compile_cache_hits": COMPILE_CACHE.hits,
         "jobs": len(jobs),
         "assets": len(list(graph.get_all_asset_keys())),
         "asset_checks": len(list(graph.asset_check_keys)),
@@ -195,6 +206,54 @@ def measure_dagster_floor(blueprints: int, modules: int) -> dict:
     }
 
 
+def compare(blueprints: int, repeats: int) -> dict:
+    """Ours against Dagster's floor in one invocation, every load a fresh process, in turns.
+
+    Per round: the floor, ours with an empty compile cache (a first load: the code server's
+    after an edit of every file), ours again on the cache the first one wrote (what every
+    later process pays: run workers, `dagster job execute`, a restarted server). The floor
+    goes first in even rounds and last in odd ones, so drift on a shared machine hits all
+    three alike. Ratios are of medians, wall time and CPU time.
+    """
+    import statistics
+    import subprocess
+
+    def run(args: list[str], cache: Path | str) -> dict:
+        env = {**os.environ, "AQUEDUCT_COMPILE_CACHE": str(cache)}
+        done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    samples: dict[str, list[dict]] = {"floor": [], "cold_cache": [], "warm_cache": []}
+    with tempfile.TemporaryDirectory(prefix="aq-defs-") as temp:
+        folder = Path(temp) / "blueprints"
+        generate_blueprints(folder, blueprints)
+        common = ["--blueprints", str(blueprints), "--keep", str(folder)]
+        for index in range(repeats):
+            cache = Path(temp) / f"cache-{index}"
+            ours = [("cold_cache", common), ("warm_cache", common)]
+            floor = [("floor", ["--blueprints", str(blueprints), "--dagster-floor"])]
+            for name, args in floor + ours if index % 2 == 0 else ours + floor:
+                samples[name].append(run(args, cache))
+                print(f"  defs {name} {index + 1}/{repeats}: {samples[name][-1]}", file=sys.stderr, flush=True)
+
+    def median(name: str, key: str) -> float:
+        return round(statistics.median(s[key] for s in samples[name]), 3)
+
+    result: dict = {"blueprints": blueprints, "modules_per_blueprint": MODULES_PER_TEMPLATE,
+                    "repeats": repeats, "samples": samples}  # fmt: skip
+    result["floor"] = {"load_s": median("floor", "dagster_floor_s"),
+                       "load_cpu_s": median("floor", "dagster_floor_cpu_s")}  # fmt: skip
+    for name in ("cold_cache", "warm_cache"):
+        keys = [k for k, v in samples[name][0].items() if k.endswith("_s")]
+        result[name] = {k: median(name, k) for k in keys}
+        result[name]["ratio_vs_floor"] = round(result[name]["load_s"] / result["floor"]["load_s"], 3)
+        result[name]["cpu_ratio_vs_floor"] = round(
+            result[name]["load_cpu_s"] / result["floor"]["load_cpu_s"], 3
+        )
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blueprints", type=int, default=200)
@@ -202,16 +261,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="modules per blueprint (the template has 10; other values are refused)")
     parser.add_argument("--keep", type=Path, default=None, help="generate here and keep it")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile build+resolve into FILE")
+    parser.add_argument("--compare", type=int, metavar="N", default=0,
+                        help="N rounds of floor / ours (empty compile cache) / ours (warm cache), "
+                        "each a fresh process; prints medians and ratios")  # fmt: skip
     parser.add_argument("--dagster-floor", action="store_true",
                         help="time only Dagster, on trivial assets of the same shape (no Blueprints)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.modules != MODULES_PER_TEMPLATE:
         parser.error(f"the generated blueprints have {MODULES_PER_TEMPLATE} modules")
+    if args.compare:
+        print(json.dumps(compare(args.blueprints, args.compare)))
+        return
     if args.dagster_floor:
         facts = measure_dagster_floor(args.blueprints, args.modules)
         facts.update(blueprints=args.blueprints, modules_per_blueprint=args.modules)
         print(json.dumps(facts))
         return
+    # A plain run times a first load: no compile cache unless one is named.
+    os.environ.setdefault("AQUEDUCT_COMPILE_CACHE", "off")
     with tempfile.TemporaryDirectory(prefix="aq-defs-") as temp:
         folder = args.keep or Path(temp) / "blueprints"
         generate_blueprints(folder, args.blueprints)

@@ -24,6 +24,7 @@ from aqueduct_dagster.blueprint.arcade import (
     flatten,
     inside,
 )
+from aqueduct_dagster.blueprint.cache import COMPILE_CACHE, EnvReads, read_dependency
 from aqueduct_dagster.blueprint.depot import check_depot
 from aqueduct_dagster.blueprint.functions import CompileFacts
 from aqueduct_dagster.blueprint.graph import build_graph
@@ -73,17 +74,37 @@ def compile_blueprint(
     env: Mapping[str, str] | None = None,
     deployment: Mapping[str, str] | None = None,
 ) -> Manifest:
-    """Compile the Blueprint file at `path` into a Manifest."""
+    """Compile the Blueprint file at `path` into a Manifest.
+
+    An equal Manifest compiled before, from the same file, Arcade files, environment values
+    and arguments, is returned instead of compiling again (`blueprint/cache.py`).
+    """
     path = Path(path)
     text = read_blueprint_text(path)
-    return _compile(
-        text,
+    absolute_path = path.resolve()
+
+    def compile_with(environ: Mapping[str, str]) -> Manifest:
+        return _compile(
+            text,
+            source_path=str(path),
+            absolute_path=absolute_path,
+            context_overrides=context_overrides,
+            profile=profile,
+            env=environ,
+            deployment=deployment,
+        )
+
+    return COMPILE_CACHE.compile(
+        compile_with,
+        text=text,
         source_path=str(path),
-        absolute_path=path.resolve(),
-        context_overrides=context_overrides,
-        profile=profile,
-        env=env,
-        deployment=deployment,
+        absolute_path=absolute_path,
+        environ=os.environ if env is None else env,
+        arguments={
+            "context_overrides": dict(context_overrides or {}),
+            "profile": profile,
+            "deployment": dict(deployment or {}),
+        },
     )
 
 
@@ -244,7 +265,11 @@ def _expand_arcades(
             arcade=arcade_id,
         )
         try:
-            text = overrides.get(resolved) or read_blueprint_text(resolved, display)
+            text = overrides.get(resolved) or read_dependency(
+                (unit.absolute_path.parent if unit.absolute_path else Path.cwd()) / str(spec.ref),
+                resolved,
+                display,
+            )
             child = _unit(load_document(text, display), settings, resolved, chain, unit.files)
         except BlueprintError as error:
             raise inside(error, chain) from None
@@ -279,7 +304,8 @@ def _facts(
         deployment_env=settings["env"],
         deployment_target=settings["target"],
         version=aqueduct_dagster.__version__,
-        env=dict(os.environ if env is None else env),
+        # EnvReads is the compile cache noting what is read: a view, not a copy.
+        env=env if isinstance(env, EnvReads) else dict(os.environ if env is None else env),
     )
 
 

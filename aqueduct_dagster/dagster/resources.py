@@ -9,6 +9,7 @@ that share a JVM (tests, a warm server).
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,9 @@ class SparkResource(dg.ConfigurableResource):
     _lineage_recorded: set[str] = PrivateAttr(default_factory=set)
     _started_at: datetime | None = PrivateAttr(default=None)
     _writer: ThreadPoolExecutor | None = PrivateAttr(default=None)
+    _store_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    #: Why the store did not open on the writer thread, for the run's log.
+    _store_problems: list[Exception] = PrivateAttr(default_factory=list)
 
     def bound_manifest(
         self,
@@ -75,13 +79,15 @@ class SparkResource(dg.ConfigurableResource):
         return Depot(self._framework_store(), manifest.blueprint_id)
 
     def _framework_store(self) -> Any:
-        if self._store is None:
-            from aqueduct_dagster.config import load_config
-            from aqueduct_dagster.stores import default_store
+        # The writer thread and a step (the Depot) may both ask first: one store per run.
+        with self._store_lock:
+            if self._store is None:
+                from aqueduct_dagster.config import load_config
+                from aqueduct_dagster.stores import default_store
 
-            config = load_config()
-            self._store = default_store(config.state_path, config)
-        return self._store
+                config = load_config()
+                self._store = default_store(config.state_path, config)
+            return self._store
 
     def session_for(self, manifest: Manifest) -> Any:
         from aqueduct_dagster.engine.session import create_base_session, run_session
@@ -97,17 +103,21 @@ class SparkResource(dg.ConfigurableResource):
         return self._session
 
     def record(self, log: Any, manifest: Manifest, write: Any) -> None:
-        """Write run facts to the framework store, off the step's path (each write opens the
-        store: ~0.1 s a step); the run's end waits for them. A store problem never fails a
-        pipeline."""
-        try:
-            store = self._framework_store()
-        except Exception as error:  # noqa: BLE001 - observability must not break the run
-            log.warning(f"could not record run facts in the aqueduct store: {error}")
-            return
+        """Write run facts to the framework store, off the step's path: opening the store
+        (importing its driver, connecting) and each write happen on a writer thread; the
+        run's end waits for them. A store problem never fails a pipeline: a store that does
+        not open is a warning in the run's log, on the next step that records, or at the
+        run's end."""
+        self._warn_unopened_store(log)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aqueduct-store")
-        self._writer.submit(self._write_facts, store, manifest, write)
+        self._writer.submit(self._write_facts, manifest, write)
+
+    def _warn_unopened_store(self, log: Any) -> None:
+        with self._store_lock:
+            problems, self._store_problems = self._store_problems, []
+        for error in problems:
+            (log or _log).warning(f"could not record run facts in the aqueduct store: {error}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run's end: pending store writes finish; a Spark Connect run session is
@@ -117,11 +127,18 @@ class SparkResource(dg.ConfigurableResource):
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
+            self._warn_unopened_store(getattr(context, "log", None))
         if self._session is not None:
             release_run_session(self._session)
             self._session = None
 
-    def _write_facts(self, store: Any, manifest: Manifest, write: Any) -> None:
+    def _write_facts(self, manifest: Manifest, write: Any) -> None:
+        try:
+            store = self._framework_store()
+        except Exception as error:  # noqa: BLE001 - observability must not break the run
+            with self._store_lock:
+                self._store_problems.append(error)
+            return
         try:
             if manifest.fingerprint not in self._lineage_recorded:
                 edges = [
