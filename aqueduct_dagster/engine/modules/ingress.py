@@ -116,9 +116,26 @@ def execute_ingress(
         "option_keys": sorted(options),
         "columns": schema_facts(frame),
         # The evidence a heal diffs against (no Spark job); recorded with the run, not shown.
-        "snapshot": ingress_snapshot(frame, fmt=metadata_format(config, fmt), options=options, location=config.path),
+        # Options as written, secret tokens intact: a value revealed at use never leaves here.
+        "snapshot": ingress_snapshot(frame, fmt=metadata_format(config, fmt), options=_as_written(config, fmt),
+                                     location=config.path),
     }
     return ModuleResult(outputs={"main": frame}, metadata=metadata)
+
+
+def _as_written(config: IngressConfig, fmt: str) -> dict[str, str]:
+    """The reader options as the Blueprint writes them (the read's defaults included)."""
+    written = {str(k): _text(v) for k, v in (config.options or {}).items() if v is not None}
+    if fmt == "csv":
+        if config.header is not None:
+            written.setdefault("header", _text(config.header))
+        if config.infer_schema is not None:
+            written.setdefault("inferSchema", _text(config.infer_schema))
+    return written
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def metadata_format(config: IngressConfig, fmt: str) -> str:
