@@ -61,4 +61,4 @@ ENVEOF
 echo
 echo "Apply it with:   AQUEDUCT_BLUEPRINTS_DIR=$AQUEDUCT_BLUEPRINTS_DIR AQUEDUCT_PATCHES_DIR=$AQUEDUCT_PATCHES_DIR AQUEDUCT_STATE_DIR=$AQUEDUCT_STATE_DIR .venv/bin/aqueduct patch apply $PATCH_ID"
 echo "Or in the UI:    make dev   (serves this demo's Blueprints, state and patch queue; open http://127.0.0.1:3000,"
-echo "                 launch the aqueduct_approve_patch job with patch_id $PATCH_ID)"
+echo "                 open the aqueduct_approve_patch job, pick the partition $PATCH_ID, launch)"
