@@ -145,3 +145,52 @@ def test_an_ingress_reading_another_blueprints_output_depends_on_its_asset(tmp_p
     assert graph.get(dg.AssetKey(["orders_writer", "raw"])).parent_keys == {
         dg.AssetKey(["orders_writer", "blueprint_revision"])
     }
+
+
+def test_the_schedule_is_listed_by_the_dagster_cli(tmp_path):
+    import os
+    import subprocess
+
+    from tests.support.dagster_dev import DAGSTER, REPO
+
+    blueprints, _ = _project(tmp_path, extra='schedule: "0 6 * * *"')
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "AQUEDUCT_BLUEPRINTS_DIR": str(blueprints), "DAGSTER_HOME": str(tmp_path / "home")}
+    listed = subprocess.run([str(DAGSTER), "schedule", "list", "-w", str(REPO / "workspace.yaml")], cwd=REPO,
+                            env=env, check=True, capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    assert "daily_sales_schedule" in listed
+
+
+@pytest.mark.e2e
+def test_a_backfill_through_the_daemon_writes_each_day(tmp_path):
+    """The real thing: `dagster job backfill` queues one run per day; the daemon of a running
+    `dagster dev` launches them; each writes its own day from its own input."""
+    import os
+    import subprocess
+    import time
+
+    from tests.support.dagster_dev import DAGSTER, REPO, dagster_dev
+
+    blueprints, data = _project(tmp_path)
+    env = {"AQUEDUCT_BLUEPRINTS_DIR": str(blueprints), "AQUEDUCT_STATE_DIR": str(tmp_path / "state"),
+           "AQUEDUCT_DATA_DIR": str(data)}  # fmt: skip
+    home = tmp_path / "home"
+    with dagster_dev(home, env=env):
+        cli_env = {**os.environ, **env, "DAGSTER_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
+        subprocess.run([str(DAGSTER), "job", "backfill", "-w", str(REPO / "workspace.yaml"), "-j", "daily_sales",
+                        "--partitions", ",".join(DAYS), "--noprompt"],
+                       cwd=REPO, env=cli_env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        instance = dg.DagsterInstance.from_config(str(home))
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            runs = instance.get_runs(filters=dg.RunsFilter(job_name="daily_sales"))
+            if len(runs) >= len(DAYS) and all(r.is_finished for r in runs):
+                break
+            time.sleep(2)
+    assert sorted((r.tags["dagster/partition"], r.status) for r in runs) == [
+        (day, dg.DagsterRunStatus.SUCCESS) for day in DAYS
+    ]
+    assert all(r.tags.get("dagster/backfill") for r in runs)
+    for index, day in enumerate(DAYS):
+        written = pd.read_parquet(data / "totals" / day)
+        assert sorted(written.total) == sorted([10 + 2 * index, 100 * (index + 1)])
