@@ -41,9 +41,8 @@ FIXED = [
     "renamed_folder_with_decoy",  # the one folder with the old schema that is not older
     "ambiguous_after_join",  # the side that had the column in the last good run
     "retyped_int_to_string",  # every value casts back: the published type stays
-    "renamed_nested_field",  # one new field of the same type under the same parent
 ]
-# Format from content, quoted renames and two-candidate renames are decided by the same code
+# Nested renames, format from content, quoted and two-candidate renames: the same code
 # paths on the unit level (tests/healing/test_drift.py); the benchmark runs them end to end.
 DEFERRED = [
     "column_gone",  # nothing of its type replaces it
