@@ -54,6 +54,10 @@ class DuckDBStore(Store):
     def _connect(self) -> Any:
         try:
             return duckdb.connect(str(self.path))
+        except duckdb.ResourceInUseException as error:
+            # Another store object of this process (the run's writer thread, a step's Depot)
+            # is attaching the same file this instant: its connection lasts one operation.
+            raise FileLocked(str(error)) from error
         except duckdb.IOException as error:
             # Only a lock held elsewhere is worth waiting for; a permission error is not.
             if "lock" in str(error).lower() or self._being_created(error):
