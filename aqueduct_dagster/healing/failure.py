@@ -94,6 +94,11 @@ class FailurePackage(BaseModel):
         return self
 
     @property
+    def last_good(self) -> str:
+        """How messages name the run the evidence comes from."""
+        return f"the last good run ({self.last_good_run})" if self.last_good_run else "the last good run"
+
+    @property
     def condition(self) -> str:
         return self.error.condition or ""
 

@@ -539,13 +539,10 @@ class ContractGate(Gate):
             found += [f"'{egress}': {v}" for v in
                       violations(package.contracts[egress], profile, whole_input=candidate.sandbox_whole_input)]  # fmt: skip
         if found:
-            return self.reject(f"the patched pipeline runs but breaks the output of {_last_good(package)}: "
+            return self.reject(f"the patched pipeline runs but breaks the output of {package.last_good}: "
                                + "; ".join(found))  # fmt: skip
-        return self.ok(f"outputs keep the contract of {_last_good(package)}")
+        return self.ok(f"outputs keep the contract of {package.last_good}")
 
-
-def _last_good(package: FailurePackage) -> str:
-    return f"the last good run ({package.last_good_run})" if package.last_good_run else "the last good run"
 
 
 def _failure_text(candidate: Candidate, error: Exception) -> str:

@@ -172,9 +172,6 @@ def _ingress_drifts(package: FailurePackage) -> list[dict[str, Any]]:
     return [d for d in package.drift.values() if d.get("kind") == "ingress"]
 
 
-def _last_good(package: FailurePackage) -> str:
-    return f"the last good run ({package.last_good_run})" if package.last_good_run else "the last good run"
-
 
 def _set_options(module_id: str, updates: dict[str, Any]) -> list[dict]:
     return [{"op": "set_module_config_key", "module_id": module_id, "key": f"options.{k}", "value": v}
@@ -190,11 +187,11 @@ def delimiter_changed(package: FailurePackage) -> PatchSpec | Refusal | None:
         if not change.get("restores_schema"):
             return Refusal(f"'{drift['module_id']}' reads one column named {change['header']!r}: the CSV delimiter "
                            f"looks changed from {change['from']!r} to {change['to']!r}, but reading with "
-                           f"{change['to']!r} does not give back the columns of {_last_good(package)}")  # fmt: skip
+                           f"{change['to']!r} does not give back the columns of {package.last_good}")  # fmt: skip
         return _patch(
             package, "csv-delimiter", _set_options(drift["module_id"], {"sep": change["to"]}),
             rationale=f"'{drift['module_id']}' now reads a single column named like the old header line: the "
-            f"file is delimited by {change['to']!r}; read with sep {change['to']!r} it has the columns of {_last_good(package)}",
+            f"file is delimited by {change['to']!r}; read with sep {change['to']!r} it has the columns of {package.last_good}",
             root_cause=f"the CSV delimiter changed upstream from {change['from']!r} to {change['to']!r}",
             category="schema_drift", confidence=0.9,
         )  # fmt: skip
@@ -210,13 +207,13 @@ def format_changed(package: FailurePackage) -> PatchSpec | Refusal | None:
         if not change.get("restores_schema"):
             return Refusal(f"the files of '{drift['module_id']}' now hold {change['to']} (from their content), not "
                            f"{change['from']}, but read as {change['to']} they do not have the columns of "
-                           f"{_last_good(package)}")  # fmt: skip
+                           f"{package.last_good}")  # fmt: skip
         operations = [{"op": "set_module_config_key", "module_id": drift["module_id"], "key": "format", "value": change["to"]}]
         operations += _set_options(drift["module_id"], change.get("options") or {})
         return _patch(
             package, "source-format", operations,
             rationale=f"the files of '{drift['module_id']}' are {change['to']} (told from their content, {change.get('files')} "
-            f"file(s)); read as {change['to']} they have the columns of {_last_good(package)}",
+            f"file(s)); read as {change['to']} they have the columns of {package.last_good}",
             root_cause=f"the upstream system changed its output format from {change['from']} to {change['to']}",
             category="wrong_format", confidence=0.85,
         )  # fmt: skip
@@ -239,9 +236,9 @@ def retyped_column(package: FailurePackage) -> PatchSpec | Refusal | None:
                 # way (a string column now read as numbers, a double as int) loses what was
                 # there (leading zeros, fractions) without an error.
                 return Refusal(f"'{path}' of '{drift['module_id']}' changed from {old} to {new} since "
-                               f"{_last_good(package)}; casting it back could change values silently: a person decides")  # fmt: skip
+                               f"{package.last_good}; casting it back could change values silently: a person decides")  # fmt: skip
             if m["had"] == 0 or m["kept"] < m["had"]:
-                return Refusal(f"'{path}' of '{drift['module_id']}' changed from {old} to {new} since {_last_good(package)}, "
+                return Refusal(f"'{path}' of '{drift['module_id']}' changed from {old} to {new} since {package.last_good}, "
                                f"and {m['had'] - m['kept']} of {m['had']} sampled values no longer cast to {old}: "
                                f"the values changed meaning, a person decides")  # fmt: skip
             operations = _hint_follows(package, drift["module_id"], path, new)
@@ -253,7 +250,7 @@ def retyped_column(package: FailurePackage) -> PatchSpec | Refusal | None:
                 return None
             return _patch(
                 package, "cast-back", operations,
-                rationale=f"'{path}' of '{drift['module_id']}' now arrives as {new} (it was {old} in {_last_good(package)}); "
+                rationale=f"'{path}' of '{drift['module_id']}' now arrives as {new} (it was {old} in {package.last_good}); "
                 f"all {m['had']} sampled values cast back to {old}, so its readers cast it and the published type stays {old}",
                 root_cause=f"upstream retyped `{path}` from {old} to {new}",
                 category="schema_drift", confidence=0.85,
@@ -312,12 +309,12 @@ def _rename_from_drift(package: FailurePackage, missing: str) -> PatchSpec | Ref
         candidates = (drift.get("rename_candidates") or {}).get(path) or []
         added = ", ".join(f"{p} {t}" for p, t in drift.get("added") or []) or "none"
         if len(candidates) > 1:
-            return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)}; several new fields could "
+            return Refusal(f"'{path}' of '{where}' is gone since {package.last_good}; several new fields could "
                            f"be it ({', '.join(candidates)}): a person decides which")  # fmt: skip
         if candidates:
-            return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)}; '{candidates[0]}' appeared with "
+            return Refusal(f"'{path}' of '{where}' is gone since {package.last_good}; '{candidates[0]}' appeared with "
                            f"its type, but neither its name nor its place ties it to '{path}': a person decides")  # fmt: skip
-        return Refusal(f"'{path}' of '{where}' is gone since {_last_good(package)} and no new field of its type "
+        return Refusal(f"'{path}' of '{where}' is gone since {package.last_good} and no new field of its type "
                        f"replaces it (added: {added}): nothing carries its values now")  # fmt: skip
     new = renamed[path]
     nested = "." in path
@@ -337,7 +334,7 @@ def _rename_from_drift(package: FailurePackage, missing: str) -> PatchSpec | Ref
                        f"'{path}' where a patch can change it")  # fmt: skip
     return _patch(
         package, "rename-field" if nested else "rename-column", operations,
-        rationale=f"'{path}' of '{where}' became '{new}' since {_last_good(package)}: it is the only new field of "
+        rationale=f"'{path}' of '{where}' became '{new}' since {package.last_good}: it is the only new field of "
         f"the same type{' under the same parent' if nested else ''}",
         root_cause=f"upstream schema drift: `{path}` was renamed `{new}` in '{where}'",
         category="schema_drift", confidence=0.9,
@@ -416,7 +413,7 @@ def path_not_found(package: FailurePackage) -> PatchSpec | None:
             shown = "; ".join(f"{c['path']} (schema {'matches' if c['same_schema'] else 'differs'}, "
                               f"{'not older' if c['not_older'] else 'older'})" for c in moved.get("candidates") or [])  # fmt: skip
             return Refusal(f"'{missing}' is gone and no single folder beside it holds the schema of "
-                           f"{_last_good(package)} with input not older than it: {shown or 'no candidates'}")  # fmt: skip
+                           f"{package.last_good} with input not older than it: {shown or 'no candidates'}")  # fmt: skip
         found = Path(moved["to"])
     elif package.last_good_run:
         return None  # a good run read it, yet nothing decides where it went: no name guess
@@ -695,7 +692,7 @@ def ambiguous_reference(package: FailurePackage) -> PatchSpec | None:
     if len(had) != 1:
         before = {q: sorted(_columns_before(package, sides.get(q.lower(), q)))[:12] for q in references}
         return Refusal(f"'{name}' is in {', '.join(references)}; {'none' if not had else 'more than one'} of them "
-                       f"had it in {_last_good(package)} (columns then: {before}): a person picks the side")  # fmt: skip
+                       f"had it in {package.last_good} (columns then: {before}): a person picks the side")  # fmt: skip
     qualifier = had[0]
     operations = _rewrite_sql_sites(
         package,

@@ -117,10 +117,10 @@ def sql_over_frames(spark: SparkSession, query: str, frames: Mapping[str, DataFr
 def reader_options(options: Mapping[str, Any]) -> dict[str, str]:
     """Reader/writer options as Spark wants them (text values), with secrets revealed."""
     revealed = reveal_secrets(dict(options))
-    return {str(k): _option_text(v) for k, v in revealed.items() if v is not None}
+    return {str(k): option_text(v) for k, v in revealed.items() if v is not None}
 
 
-def _option_text(value: Any) -> str:
+def option_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

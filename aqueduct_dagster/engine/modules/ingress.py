@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aqueduct_dagster.blueprint.models import IngressConfig
 from aqueduct_dagster.engine.errors import ConditionError
 from aqueduct_dagster.engine.filesystem import spark_location, spark_path
-from aqueduct_dagster.engine.modules.common import reader_options, schema_facts
+from aqueduct_dagster.engine.modules.common import option_text, reader_options, schema_facts
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.secrets import reveal_secrets
 from aqueduct_dagster.engine.snapshot import ingress_snapshot
@@ -125,17 +125,13 @@ def execute_ingress(
 
 def _as_written(config: IngressConfig, fmt: str) -> dict[str, str]:
     """The reader options as the Blueprint writes them (the read's defaults included)."""
-    written = {str(k): _text(v) for k, v in (config.options or {}).items() if v is not None}
+    written = {str(k): option_text(v) for k, v in (config.options or {}).items() if v is not None}
     if fmt == "csv":
         if config.header is not None:
-            written.setdefault("header", _text(config.header))
+            written.setdefault("header", option_text(config.header))
         if config.infer_schema is not None:
-            written.setdefault("inferSchema", _text(config.infer_schema))
+            written.setdefault("inferSchema", option_text(config.infer_schema))
     return written
-
-
-def _text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def metadata_format(config: IngressConfig, fmt: str) -> str:
