@@ -263,7 +263,7 @@ def _drift(manifest: Manifest, module_id: str, evidence: dict[str, Any], input_s
     if not evidence or module_id not in manifest.modules:
         return {}
     try:
-        reader = drift.spark_reader(session())
+        reader = drift.SparkReader(session())
         return drift.compute_drift(blame.bound_for_replay(manifest), module_id, evidence, input_schemas, reader)
     except Exception as error:  # noqa: BLE001 - drift only adds evidence; the heal goes on without it
         log.warning(f"drift against the last good run could not be measured ({type(error).__name__})")

@@ -230,18 +230,20 @@ def with_config(module: CompiledModule, **changes: Any) -> CompiledModule:
 MEASURE_ROWS = 1000
 
 
-def spark_reader(spark: Any) -> Reader:
+class SparkReader:
     """Read an Ingress as a run would, minus its schema_hint (the question is what the data
-    holds now, not whether it fits the hint); its snapshot, or the error it raised. For each
-    retyped top-level column it also measures, on sampled rows, whether every value casts
-    back to the old type (`cast_back`)."""
-    from pyspark.sql import functions as F
+    holds now, not whether it fits the hint): its snapshot, or the error it raised. It also
+    measures, on sampled rows, whether every value of a retyped column casts back to the old
+    type (`cast_back`); a plain function reader (tests) simply has no measure."""
 
-    from aqueduct_dagster.engine import ModuleFailed, execute_module
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
 
-    def read(module: CompiledModule) -> dict[str, Any]:
+    def __call__(self, module: CompiledModule) -> dict[str, Any]:
+        from aqueduct_dagster.engine import ModuleFailed, execute_module
+
         try:
-            result = execute_module(spark, with_config(module, schema_hint=None), {})
+            result = execute_module(self.spark, with_config(module, schema_hint=None), {})
         except ModuleFailed as failure:
             return {"error": failure.error.condition or failure.error.exception_class or "error",
                     "message": str(failure.error.message)[:300]}  # fmt: skip
@@ -249,7 +251,9 @@ def spark_reader(spark: Any) -> Reader:
         snapshot["_frame"] = result.outputs["main"]
         return snapshot
 
-    def cast_back(frame: Any, column: str, old_type: str) -> dict[str, Any]:
+    def cast_back(self, frame: Any, column: str, old_type: str) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+
         sample = frame.limit(MEASURE_ROWS)
         quoted = "`" + column.replace("`", "``") + "`"
         row = sample.agg(
@@ -257,9 +261,6 @@ def spark_reader(spark: Any) -> Reader:
             F.count(F.expr(f"try_cast({quoted} AS {old_type})")).alias("kept"),
         ).collect()[0]  # fmt: skip
         return {"rows": int(row["rows"]), "had": int(row["had"]), "kept": int(row["kept"])}
-
-    read.cast_back = cast_back  # type: ignore[attr-defined]
-    return read
 
 
 def _matches(good_fields: Fields, fields: Fields, *, loose: bool = False) -> bool:
