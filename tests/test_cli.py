@@ -134,12 +134,12 @@ def test_validate_and_compile_agree_on_a_context_nested_400_deep(tmp_path):
 
 
 def test_an_internal_error_is_one_line_and_exit_4(tmp_path, monkeypatch):
-    import aqueduct_dagster.blueprint as blueprint_package
+    import aqueduct_dagster.cli.manifest as compile_module
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(blueprint_package, "compile_blueprint", broken)
+    monkeypatch.setattr(compile_module, "compile_blueprint", broken)
     result = run_cli("compile", str(tmp_path / "x.yml"))
     assert result.exit_code == 4
     assert "error: internal error: ZeroDivisionError: a bug" in result.output

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aqueduct_dagster.cli_doctor import doctor_command
+from aqueduct_dagster.cli.doctor import doctor_command
 from tests.support.postgres import free_port
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+# The one private Dagster import: resolving a job against a given asset graph has no public
+# API, and resolving it against the whole code location is quadratic (see build_blueprint_job).
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
 from aqueduct_dagster.blueprint.cache import disk_cache

@@ -27,6 +27,9 @@ from aqueduct_dagster.dagster.metadata import code_version, definition_metadata
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _UNSAFE_IN_TAG = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Dagster's rule for a tag key (an optional `namespace/`, 63 characters a part), restated:
+#: the check Dagster uses is private (`dagster._utils.tags`).
+_DAGSTER_TAG_KEY = re.compile(r"^(?:[A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
 
 #: Asset tag naming the Arcade (dotted path when nested) a module was expanded from.
 ARCADE_TAG = "aqueduct/arcade"
@@ -70,6 +73,11 @@ class BlueprintTranslator:
             kinds={"spark", module.type.lower()} | (_storage_kind(config)),
             tags=tags,
         )
+
+
+def is_dagster_tag_key(key: str) -> bool:
+    """Whether Dagster accepts `key` as a run or asset tag key."""
+    return bool(_DAGSTER_TAG_KEY.match(key))
 
 
 def module_tag_keys(tags: Iterable[str]) -> dict[str, str]:

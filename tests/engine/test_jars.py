@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from aqueduct_dagster import cli_doctor
+from aqueduct_dagster.cli import doctor as cli_doctor
 from aqueduct_dagster.cli import main
 from aqueduct_dagster.engine import jars
 from aqueduct_dagster.errors import ConfigError

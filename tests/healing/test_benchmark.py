@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from aqueduct_dagster.cli_benchmark import benchmark_command
+from aqueduct_dagster.cli.benchmark import benchmark_command
 from aqueduct_dagster.config import AgentConnection
 from aqueduct_dagster.healing.benchmark import (
     BlueprintState,

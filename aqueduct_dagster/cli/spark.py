@@ -13,6 +13,11 @@ import time
 
 import click
 
+from aqueduct_dagster.config import load_config
+from aqueduct_dagster.engine.connect_server import server_status, start_server, stop_server
+from aqueduct_dagster.engine.session import DEFAULT_MASTER, default_state_dir
+from aqueduct_dagster.errors import AqueductError
+
 EXIT_ENVIRONMENT = 3
 
 
@@ -33,11 +38,6 @@ def spark_up(port: int | None, master: str | None, timeout: float) -> None:
     It reads its JVM settings from aqueduct.yml's engine.spark.conf; relative paths in
     Blueprints resolve against the folder it was started in.
     """
-    from aqueduct_dagster.config import load_config
-    from aqueduct_dagster.engine.connect_server import start_server
-    from aqueduct_dagster.engine.session import DEFAULT_MASTER, default_state_dir
-    from aqueduct_dagster.errors import AqueductError
-
     started = time.perf_counter()
     try:
         config = load_config()
@@ -62,9 +62,6 @@ def spark_up(port: int | None, master: str | None, timeout: float) -> None:
 @spark_command.command("down")
 def spark_down() -> None:
     """Stop the server and its supervisor."""
-    from aqueduct_dagster.engine.connect_server import stop_server
-    from aqueduct_dagster.engine.session import default_state_dir
-
     if stop_server(default_state_dir()):
         click.echo("Spark Connect server stopped")
     else:
@@ -75,9 +72,6 @@ def spark_down() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def spark_status(as_json: bool) -> None:
     """Whether the server runs and answers (a real round trip); exit 3 when it does not."""
-    from aqueduct_dagster.engine.connect_server import server_status
-    from aqueduct_dagster.engine.session import default_state_dir
-
     status = server_status(default_state_dir())
     if as_json:
         click.echo(json.dumps(status.to_dict(), indent=2))

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import click
 
+from aqueduct_dagster.config import load_config
+from aqueduct_dagster.engine.session import create_base_session
 from aqueduct_dagster.errors import AqueductError, ConfigError
+from aqueduct_dagster.healing.benchmark import (
+    RULES,
+    BenchmarkReport,
+    llm_connection,
+    run_benchmark,
+)
+from aqueduct_dagster.stores import default_store
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 1, 2, 3
 
@@ -42,15 +52,7 @@ def benchmark_command(path: Path, healers: tuple[str, ...], models: tuple[str, .
     Prints one row per scenario and healer (pass, attempts, tokens, seconds, stop reason);
     progress goes to stderr. Results are recorded in the project store.
     """
-    import uuid
 
-    from aqueduct_dagster.config import load_config
-    from aqueduct_dagster.healing.benchmark import (
-        RULES,
-        BenchmarkReport,
-        llm_connection,
-        run_benchmark,
-    )
 
     chosen = ([RULES] if healers or not models else []) + list(models)
     run_id = uuid.uuid4().hex[:12]
@@ -66,7 +68,6 @@ def benchmark_command(path: Path, healers: tuple[str, ...], models: tuple[str, .
         spark = _spark(config) if execute else None
         store = None
         if not no_store:
-            from aqueduct_dagster.stores import default_store
 
             store = default_store(config.state_path, config=config)
         reports = [
@@ -97,7 +98,5 @@ def benchmark_command(path: Path, healers: tuple[str, ...], models: tuple[str, .
 
 
 def _spark(config):
-    from aqueduct_dagster.engine.session import create_base_session
-
     return create_base_session(master=config.engine.spark.master_url, app_name="aqueduct-benchmark",
                                state_dir=config.state_path)  # fmt: skip

@@ -24,8 +24,17 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import click
+import dagster as dg
+from pyspark import SparkContext
 
+from aqueduct_dagster.blueprint import compile_blueprint
+from aqueduct_dagster.config import load_config, resolve_setting
+from aqueduct_dagster.dagster.factory import find_blueprint_files
+from aqueduct_dagster.engine.jars import jars_dir, missing_jars
+from aqueduct_dagster.engine.session import connect_url_of, create_base_session, is_connect
 from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.healing.redaction import SECRET_TOKEN
+from aqueduct_dagster.stores import DuckDBStore, PostgresStore, default_store
 
 EXIT_ENVIRONMENT = 3
 SUPPORTED_JAVA = (17, 21)
@@ -59,8 +68,6 @@ def _one_line(error: BaseException | str) -> str:
 
 
 def check_config(config_path: Path | None):
-    from aqueduct_dagster.config import load_config
-
     try:
         config = load_config(config_path)
     except AqueductError as error:
@@ -71,9 +78,6 @@ def check_config(config_path: Path | None):
 
 def check_blueprints(folder: Path) -> tuple[list[CheckResult], list]:
     """Each Blueprint file compiles; returns the results and the compiled Manifests."""
-    from aqueduct_dagster.blueprint import compile_blueprint
-    from aqueduct_dagster.dagster.factory import find_blueprint_files
-
     try:
         files = find_blueprint_files(folder)
     except AqueductError as error:
@@ -154,8 +158,6 @@ def check_java() -> CheckResult:
 
 
 def check_jars() -> CheckResult:
-    from aqueduct_dagster.engine.jars import jars_dir, missing_jars
-
     try:
         folder = jars_dir()
     except AqueductError as error:
@@ -170,9 +172,7 @@ def check_jars() -> CheckResult:
 
 
 def check_spark(config) -> CheckResult:
-    from pyspark import SparkContext
 
-    from aqueduct_dagster.engine.session import connect_url_of, create_base_session, is_connect
 
     reused = SparkContext._active_spark_context is not None
     master = config.engine.spark.master_url if config is not None else None
@@ -197,8 +197,6 @@ def check_spark(config) -> CheckResult:
 
 
 def check_store(config) -> CheckResult:
-    from aqueduct_dagster.stores import DuckDBStore, PostgresStore, default_store
-
     try:
         store = default_store(config=config)
         if isinstance(store, PostgresStore):
@@ -228,9 +226,6 @@ def _duckdb_writable(path: Path) -> str:
 
 
 def check_llm(config) -> CheckResult:
-    from aqueduct_dagster.config import resolve_setting
-    from aqueduct_dagster.healing.redaction import SECRET_TOKEN
-
     agent = config.agent
     if not agent.provider and not agent.base_url:
         return CheckResult("skip", "llm", "no agent.provider in aqueduct.yml (LLM healing is off)")
@@ -277,7 +272,6 @@ def check_dagster() -> CheckResult:
     if not folder.is_dir():
         return CheckResult("FAIL", "dagster", f"DAGSTER_HOME={home} is not a folder; "
                            "create it and copy dagster.yaml there")  # fmt: skip
-    import dagster as dg
 
     try:
         instance = dg.DagsterInstance.from_config(str(folder))

@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import dagster as dg
 
+from aqueduct_dagster.blueprint import compile_blueprint
+from aqueduct_dagster.blueprint.suggest import did_you_mean
+from aqueduct_dagster.cli.common import context_overrides
+from aqueduct_dagster.cli.instance import dagster_instance
+from aqueduct_dagster.config import load_config
+from aqueduct_dagster.dagster import build_definitions
+from aqueduct_dagster.dagster.factory import find_blueprint_files, job_name_for
+from aqueduct_dagster.dagster.loading import compile_folder
+from aqueduct_dagster.dagster.translator import is_dagster_tag_key, safe_name
 from aqueduct_dagster.errors import AqueductError
 
 #: The Dagster logger key that prints the run's progress.
@@ -39,14 +49,9 @@ def run_command(target: str, ctx: tuple[str, ...], profile: str | None, tags: tu
     AQUEDUCT_BLUEPRINTS_DIR, else ./blueprints). Exit 0 when the run succeeds, 1 when it
     fails, 2 on bad input, 3 on an environment problem.
     """
-    import dagster as dg
 
-    from aqueduct_dagster.cli import _context_overrides
-    from aqueduct_dagster.config import load_config
-    from aqueduct_dagster.dagster import build_definitions
-    from aqueduct_dagster.dagster.factory import job_name_for
 
-    overrides = _context_overrides(ctx)
+    overrides = context_overrides(ctx)
     run_tags = _run_tags(tags)
     load_config()  # a bad aqueduct.yml is bad input (exit 2), not a failed first step
     manifest = _manifest_for(target, overrides, profile)
@@ -77,14 +82,12 @@ def run_command(target: str, ctx: tuple[str, ...], profile: str | None, tags: tu
 
 
 def _run_tags(pairs: tuple[str, ...]) -> dict[str, str]:
-    from dagster._utils.tags import is_valid_tag_key
-
     tags = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--tags")
-        if not is_valid_tag_key(key):
+        if not is_dagster_tag_key(key):
             raise click.BadParameter(
                 f"'{key}' is not a Dagster tag key (letters, digits, '_', '-', '.', one '/' "
                 "namespace, 63 characters a part)", param_hint="--tags",
@@ -95,8 +98,6 @@ def _run_tags(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def _manifest_for(target: str, overrides: dict[str, str], profile: str | None) -> Any:
     """The compiled Blueprint TARGET names: a file, else a job of the blueprints folder."""
-    from aqueduct_dagster.blueprint import compile_blueprint
-
     path = Path(target)
     if path.is_file() or target.endswith(_BLUEPRINT_SUFFIXES) or os.sep in target:
         if not path.is_file():
@@ -109,10 +110,6 @@ def _manifest_for(target: str, overrides: dict[str, str], profile: str | None) -
 
 
 def _manifest_of_job(job: str, overrides: dict[str, str], profile: str | None) -> Any:
-    from aqueduct_dagster.blueprint.suggest import did_you_mean
-    from aqueduct_dagster.dagster.factory import find_blueprint_files, job_name_for
-    from aqueduct_dagster.dagster.loading import compile_folder
-
     folder = Path(os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints")
     if not folder.is_dir():
         raise AqueductError(
@@ -134,12 +131,10 @@ def _manifest_of_job(job: str, overrides: dict[str, str], profile: str | None) -
 
 def _instance() -> tuple[Any, bool]:
     """(the Dagster instance, whether it is a temporary one)."""
-    import dagster as dg
 
-    from aqueduct_dagster.cli import _dagster_instance
 
     if os.environ.get("DAGSTER_HOME"):
-        return _dagster_instance(), False
+        return dagster_instance(), False
     click.secho(
         "warning: DAGSTER_HOME is not set: this run uses a temporary Dagster instance (not in the "
         "UI, never healed, its Depot values discarded); export DAGSTER_HOME to keep runs",
@@ -150,8 +145,6 @@ def _instance() -> tuple[Any, bool]:
 
 def _step_modules(manifest: Any) -> dict[str, str]:
     """Dagster step key -> the module (or Arcade path) it runs."""
-    from aqueduct_dagster.dagster.translator import safe_name
-
     return {
         safe_name(f"{manifest.blueprint_id}__{module.id}"): "/".join([*module.arcade, module.local_id])
         for module in manifest.modules.values()
@@ -160,14 +153,12 @@ def _step_modules(manifest: Any) -> dict[str, str]:
 
 class _Progress:
     """Turns the run's Dagster events into one line per module step and a tally."""
-
     def __init__(self, steps: dict[str, str]) -> None:
         self.steps = steps
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.ended: set[str] = set()
 
     def logger_definition(self) -> Any:
-        import dagster as dg
 
         progress = self
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
+from aqueduct_dagster.config import load_config
 from aqueduct_dagster.errors import AqueductError, ConfigError
+from aqueduct_dagster.healing.preview import PreviewInputError, preview_patch
 
 EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
@@ -29,9 +31,6 @@ _ORDER = ("guardrails", "compile", "effect", "lineage", "sandbox")
 @click.option("--json", "as_json", is_flag=True, help="The verdicts as JSON.")
 def preview_command(patch_file: Path, blueprint: Path, sandbox: bool, as_json: bool) -> None:
     """Judge a patch file with the gates; nothing is staged or written."""
-    from aqueduct_dagster.config import load_config
-    from aqueduct_dagster.healing.preview import PreviewInputError, preview_patch
-
     try:
         config = load_config()
     except ConfigError as error:

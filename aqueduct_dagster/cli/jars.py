@@ -11,6 +11,9 @@ from pathlib import Path
 
 import click
 
+from aqueduct_dagster.engine.jars import fetch_jars, jars_dir
+from aqueduct_dagster.errors import ConfigError, EnvironmentProblem
+
 
 @click.group("jars")
 def jars_command() -> None:
@@ -28,8 +31,6 @@ def jars_command() -> None:
 @click.option("--offline", is_flag=True, help="Use only the local Maven repository (~/.m2).")
 def jars_fetch(dest: Path | None, offline: bool) -> None:
     """Resolve the jars with Maven, once (runs never reach Maven)."""
-    from aqueduct_dagster.engine.jars import fetch_jars
-
     started = time.perf_counter()
     folder = fetch_jars(dest, offline=offline)
     count = len(list(folder.glob("*.jar")))
@@ -39,9 +40,6 @@ def jars_fetch(dest: Path | None, offline: bool) -> None:
 @jars_command.command("path")
 def jars_path() -> None:
     """Print the jars folder runs use (exit 3 when it holds no jars)."""
-    from aqueduct_dagster.engine.jars import jars_dir
-    from aqueduct_dagster.errors import ConfigError, EnvironmentProblem
-
     try:
         click.echo(jars_dir())
     except ConfigError as error:  # missing jars are this machine's state, not bad input
