@@ -31,6 +31,25 @@ def test_validate_bad_blueprint_exits_2_with_location(tmp_path):
     assert f"{path}:6" in result.output and "Ingress" in result.output
 
 
+def test_validate_folder_holds_back_only_the_files_sharing_an_id(tmp_path):
+    """As the code location would: both files named, the third one still ok; a file with the
+    same id in a sub-folder (an Arcade's, not loaded by the code location) is no collision."""
+    body = 'aqueduct: "1.0"\nid: {id}\nmodules:\n  - id: a\n    type: Ingress\n    config: {{format: csv, path: x.csv}}\n'
+    (tmp_path / "blueprint.yml").write_text(body.format(id="sales"))
+    (tmp_path / "blueprint_bugged.yml").write_text(body.format(id="sales"))
+    (tmp_path / "other.yml").write_text(body.format(id="other"))
+    (tmp_path / "arcades").mkdir()
+    (tmp_path / "arcades" / "part.yml").write_text(body.format(id="other"))
+    result = CliRunner().invoke(main, ["validate", str(tmp_path), "--json"])
+    assert result.exit_code == 2, result.output
+    files = {Path(f["path"]).relative_to(tmp_path).as_posix(): f for f in json.loads(result.output)["files"]}
+    assert files["other.yml"]["status"] == "ok" and files["arcades/part.yml"]["status"] == "ok"
+    for name in ("blueprint.yml", "blueprint_bugged.yml"):
+        message = files[name]["error"]["message"]
+        assert files[name]["status"] == "invalid"
+        assert "blueprint.yml" in message and "blueprint_bugged.yml" in message and "'sales'" in message
+
+
 def test_compile_shows_provenance_for_macro_built_sql():
     result = invoke("compile", str(REPO / "blueprints" / "orders_daily.yml"), "--show", "provenance")
     assert result.exit_code == 0

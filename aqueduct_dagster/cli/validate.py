@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from aqueduct_dagster.blueprint import compile_blueprint
+from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.blueprint.names import shared_ids
 from aqueduct_dagster.cli.boundary import EXIT_BAD_INPUT, EXIT_INTERNAL, describe
 from aqueduct_dagster.cli.common import blueprint_files, context_overrides, echo_json
 from aqueduct_dagster.errors import AqueductError
@@ -27,6 +29,7 @@ def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | 
     overrides = context_overrides(ctx)
     results: list[dict[str, Any]] = []
     internal = False
+    compiled: dict[str, Manifest] = {}
     for given in blueprints:
         if not given.exists() and not given.is_symlink():  # a link loop is reported below
             results.append({"path": str(given), "status": "invalid", "error": {
@@ -46,8 +49,10 @@ def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | 
                 internal = True
                 results.append({"path": str(path), "status": "error", "text": describe(error)})
             else:
+                compiled[str(path)] = manifest
                 results.append({"path": str(path), "status": "ok", "blueprint_id": manifest.blueprint_id,
                                 "modules": len(manifest.modules), "warnings": list(manifest.warnings)})  # fmt: skip
+    _hold_back_shared_ids(results, compiled)
     invalid = [r for r in results if r["status"] in ("invalid", "error")]
     if as_json:
         echo_json({"ok": not invalid, "files": [{k: v for k, v in r.items() if k != "text"} for r in results]})
@@ -65,6 +70,25 @@ def validate(blueprints: tuple[Path, ...], ctx: tuple[str, ...], profile: str | 
             click.secho(f"error: no Blueprint files found in {where} (*.yml / *.yaml with a "
                         "top-level `aqueduct:` or `modules:` key)", fg="red", err=True)  # fmt: skip
         sys.exit(EXIT_BAD_INPUT)
+
+
+def _hold_back_shared_ids(results: list[dict[str, Any]], compiled: dict[str, Manifest]) -> None:
+    """Mark invalid the Blueprints of one folder that share an id: the code location loading
+    that folder would hold back each of them (dagster/loading.py)."""
+    folders: dict[Path, list[Manifest]] = {}
+    for path, manifest in compiled.items():
+        folders.setdefault(Path(path).resolve().parent, []).append(manifest)
+    by_path = {result["path"]: result for result in results}
+    for manifests in folders.values():
+        for name, group in shared_ids(manifests).items():
+            files = ", ".join(f"'{m.source_path}'" for m in group)
+            for manifest in group:
+                path = next(p for p, m in compiled.items() if m is manifest)
+                message = (f"Blueprints {files} all use id '{manifest.blueprint_id}' (Dagster job "
+                           f"'{name}'): a code location loading this folder holds back each of them")  # fmt: skip
+                hint = "give every Blueprint in the folder a unique `id:` (or move one out)"
+                by_path[path].update(status="invalid", text=f"{path}: {message}\n  hint: {hint}", error={
+                    "error": "BlueprintError", "message": message, "location": path, "hint": hint})  # fmt: skip
 
 
 def _print_validation(result: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ import dagster as dg
 
 from aqueduct_dagster.blueprint import compile_blueprint
 from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.blueprint.names import shared_ids
 from aqueduct_dagster.dagster.translator import safe_name
 from aqueduct_dagster.errors import AqueductError
 
@@ -89,14 +90,10 @@ def split_duplicate_ids(manifests: list[Manifest]) -> tuple[list[Manifest], list
 
     Ids are compared as Dagster names (`a.b` and `a_b` are one job name).
     """
-    by_name: dict[str, list[Manifest]] = {}
-    for manifest in manifests:
-        by_name.setdefault(safe_name(manifest.blueprint_id), []).append(manifest)
-    kept, problems = [], []
-    for name, group in by_name.items():
-        if len(group) == 1:
-            kept.extend(group)
-            continue
+    collisions = shared_ids(manifests)
+    colliding = {id(m) for group in collisions.values() for m in group}
+    kept, problems = [m for m in manifests if id(m) not in colliding], []
+    for name, group in collisions.items():
         files = ", ".join(f"'{m.source_path}'" for m in group)
         for manifest in group:
             problems.append(LoadProblem(

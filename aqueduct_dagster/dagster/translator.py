@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
+from aqueduct_dagster.blueprint.names import safe_name
 from aqueduct_dagster.dagster.metadata import code_version, definition_metadata
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _UNSAFE_IN_TAG = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Dagster's rule for a tag key (an optional `namespace/`, 63 characters a part), restated:
 #: the check Dagster uses is private (`dagster._utils.tags`).
@@ -36,11 +36,6 @@ ARCADE_TAG = "aqueduct/arcade"
 #: Namespace of the asset tags made from a module's `tags:` (Dagster allows one '/' in a key).
 MODULE_TAG_PREFIX = "aqueduct-tag/"
 _TAG_NAME_LIMIT = 63
-
-
-def safe_name(text: str) -> str:
-    """A Dagster-legal name (ops, jobs, groups): letters, digits and underscores."""
-    return _UNSAFE.sub("_", text)
 
 
 @dataclass(frozen=True)
