@@ -24,29 +24,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_session(master: str, extra_conf: dict[str, str]):
-    from pyspark.sql import SparkSession
+def spark_conf(master: str) -> dict[str, str]:
+    """The settings the framework gives a session on `master`: its jars, Delta, local defaults.
 
+    bench/peer.py hands the same ones to the peer, so all three pipelines run alike.
+    """
     jars_dir = Path(os.environ.get("AQUEDUCT_JARS_DIR") or REPO / ".jars")
     # Delta and what it needs; the framework's JDBC driver is not needed here.
     jars = sorted(str(p) for p in jars_dir.glob("*.jar") if not p.name.startswith("postgresql"))
-    builder = (
-        SparkSession.builder.master(master)
-        .appName("bench-handwritten")
-        .config("spark.jars", ",".join(jars))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-    )
+    conf = {
+        "spark.jars": ",".join(jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    }
     if master.startswith("local"):
         # The framework's defaults for local masters: a 2-core machine, modest data.
-        builder = (
-            builder.config("spark.sql.shuffle.partitions", "4")
-            .config("spark.default.parallelism", "4")
-            .config("spark.databricks.delta.snapshotPartitions", "2")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-        )
-    for key, value in extra_conf.items():
+        conf.update({
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "4",
+            "spark.databricks.delta.snapshotPartitions": "2",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+        })  # fmt: skip
+    return conf
+
+
+def build_session(master: str, extra_conf: dict[str, str]):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(master).appName("bench-handwritten")
+    for key, value in {**spark_conf(master), **extra_conf}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

@@ -1,20 +1,25 @@
-"""Benchmark: the framework against the same pipeline hand-written in PySpark.
+"""Benchmark: the framework against the same pipeline hand-written in PySpark, and the peer.
 
     python bench/run.py                       # tiny + 10m, 3 runs each, defs load, heal latency
     python bench/run.py --sizes tiny --repeats 5 --skip-defs --skip-heal
     python bench/run.py --warm                # also ours on a warm Spark Connect server
+    python bench/run.py --no-peer             # without aqueduct-core 2.3.0
 
-Per size it runs both pipelines ALTERNATELY, each run in a fresh process that pays its own
+Per size it runs the pipelines ALTERNATELY, each run in a fresh process that pays its own
 cold start: ours is `dagster job execute` of bench/blueprints/bench_orders.yml against a
 temporary Dagster instance (DAGSTER_HOME, SQLite), the baseline is `python
-bench/handwritten.py`. Every run gets Spark's event log (uncompressed, no rolling) through
-PYSPARK_SUBMIT_ARGS, the same way for both, and the runner counts the Spark jobs and stages
-it records. Peak memory is sampled from /proc every 0.1 s: the summed PSS of the whole
-process tree (Python, the JVM, Dagster's log tailers, any Python workers), plus the largest
-single process's RSS. getrusage(RUSAGE_CHILDREN) would not do: its ru_maxrss is the largest
-single descendant that was waited for, never a sum, and pyspark never waits for its JVM (the
-JVM outlives `spark.stop()` by a moment and is reparented): measured, it reports ~120 MB for
-a hand-written run whose JVM peaks near 1 GB.
+bench/handwritten.py`, the peer is aqueduct-core 2.3.0's `aqueduct run` of the same Blueprint
+in its own virtualenv (bench/peer.py says how it is set up and what it needed changed; when
+it cannot be set up, one line says why and the rest runs without it). Every run gets Spark's
+event log (uncompressed, no rolling) through PYSPARK_SUBMIT_ARGS, the same way for all, and
+the runner counts the Spark jobs and stages it records. Peak memory is sampled from /proc
+every 0.1 s: the summed PSS of the whole process tree (Python, the JVM, Dagster's log
+tailers, any Python workers), plus the largest single process's RSS; the report gives each
+pipeline's peak and ours minus the hand-written script's (goal: at most 250 MB).
+getrusage(RUSAGE_CHILDREN) would not do: its ru_maxrss is the largest single descendant that
+was waited for, never a sum, and pyspark never waits for its JVM (the JVM outlives
+`spark.stop()` by a moment and is reparented): measured, it reports ~120 MB for a
+hand-written run whose JVM peaks near 1 GB.
 
 `--warm` starts the managed Spark Connect server once (`aqueduct spark up`, its own event log
 via aqueduct.yml), runs ours a third time per round with AQUEDUCT_SPARK_MASTER=sc://..., and
@@ -45,6 +50,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from peer import PeerSetup, PeerUnavailable, ensure_peer_venv, prepare_peer
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
@@ -53,6 +60,8 @@ BLUEPRINT_ID = "bench_orders"
 #: name -> (orders, customers)
 SIZES: dict[str, tuple[int, int]] = {"tiny": (1_000, 100), "10m": (10_000_000, 100_000)}
 TARGETS = {"tiny": 1.3, "10m": 1.10}
+#: Most the process tree of ours may hold at its peak beyond the hand-written script's.
+MEMORY_OVER_HANDWRITTEN_GOAL_MB = 250
 
 
 # --------------------------------------------------------------------------- measuring
@@ -60,7 +69,7 @@ TARGETS = {"tiny": 1.3, "10m": 1.10}
 
 @dataclass
 class RunFacts:
-    variant: str  # ours | handwritten | ours_warm
+    variant: str  # ours | handwritten | ours_warm | peer
     size: str
     seconds: float
     returncode: int
@@ -71,6 +80,8 @@ class RunFacts:
     max_process_rss_mb: float | None = None
     peak_processes: list[tuple[str, float]] = field(default_factory=list)
     log: str = ""
+    #: the last lines of a failed run's output: why it failed, in its own words
+    failure: str | None = None
 
 
 class TreeMemorySampler:
@@ -182,14 +193,14 @@ def event_log_submit_args(event_dir: Path) -> str:
 
 def timed_process(
     variant: str, size: str, command: list[str], env: dict[str, str], log_path: Path,
-    event_dir: Path | None,
+    event_dir: Path | None, cwd: Path = REPO,
 ) -> RunFacts:  # fmt: skip
     if event_dir is not None:
         event_dir.mkdir(parents=True, exist_ok=True)
         env = {**env, "PYSPARK_SUBMIT_ARGS": event_log_submit_args(event_dir)}
     with log_path.open("w") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         with TreeMemorySampler(process.pid) as sampler:
             returncode = process.wait()
         seconds = time.perf_counter() - started
@@ -206,7 +217,14 @@ def timed_process(
         max_process_rss_mb=round(sampler.peak_single_bytes / 2**20, 1),
         peak_processes=sampler.peak_parts,
         log=str(log_path),
+        failure=None if returncode == 0 else last_lines(log_path),
     )
+
+
+def last_lines(path: Path, count: int = 8) -> str:
+    """The last `count` non-blank lines of a log, each cut to 300 characters."""
+    lines = [line.rstrip()[:300] for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
 
 
 # --------------------------------------------------------------------------- the two pipelines
@@ -279,8 +297,9 @@ def ensure_data(size: str, orders: int, customers: int, data_root: Path) -> Path
     return folder
 
 
-def compare_outputs(first: Path, second: Path) -> dict:
-    """Both Delta tables hold the same rows (read with delta-rs, no JVM)."""
+def compare_outputs(first: Path, second: Path, first_name: str = "ours") -> dict:
+    """Both Delta tables hold the same rows (read with delta-rs, no JVM); `second` is the
+    hand-written script's."""
     import pyarrow  # noqa: F401  (before deltalake, or delta-rs aborts at exit)
     from deltalake import DeltaTable
 
@@ -291,7 +310,7 @@ def compare_outputs(first: Path, second: Path) -> dict:
         return table.num_rows, round(revenue, 2), orders
 
     ours, theirs = summary(first), summary(second)
-    return {"match": ours == theirs, "ours": ours, "handwritten": theirs,
+    return {"match": ours == theirs, first_name: ours, "handwritten": theirs,
             "fields": ["rows", "sum(revenue)", "sum(orders)"]}  # fmt: skip
 
 
@@ -361,15 +380,20 @@ def stop_warm_server(workspace: Workspace) -> None:
 
 
 def bench_size(size: str, data: Path, workspace: Workspace, repeats: int, logs: Path,
-               warm_url: str | None) -> dict:  # fmt: skip
+               warm_url: str | None, peer: PeerSetup | None = None) -> dict:  # fmt: skip
     runs: list[RunFacts] = []
-    variants = ["ours", "handwritten"] + (["ours_warm"] if warm_url else [])
+    variants = ["ours", "handwritten"] + (["ours_warm"] if warm_url else []) + (["peer"] if peer else [])
     for index in range(repeats):
         # Alternate the order so that drift on a shared machine hits both sides alike.
         order = variants if index % 2 == 0 else list(reversed(variants))
         for variant in order:
+            cwd = REPO
             if variant == "handwritten":
                 command, env = handwritten_command(workspace, size, data)
+            elif variant == "peer":
+                command, env = peer.command(data, workspace.out("peer", size), base_env())
+                # Where it keeps what it writes besides the output (its store, any .aqueduct/).
+                cwd = peer.workdir
             else:
                 master = warm_url if variant == "ours_warm" else None
                 command, env = ours_command(workspace, size, data, master, variant)
@@ -377,7 +401,8 @@ def bench_size(size: str, data: Path, workspace: Workspace, repeats: int, logs: 
             # A warm server logs its events itself: its run's jobs are the difference.
             events = None if warm else workspace.root / "events" / f"{size}-{variant}-{index}"
             before = count_spark_events(workspace.warm_events) if warm else None
-            facts = timed_process(variant, size, command, env, logs / f"{size}-{variant}-{index}.log", events)
+            facts = timed_process(variant, size, command, env, logs / f"{size}-{variant}-{index}.log", events,
+                                  cwd)  # fmt: skip
             if warm:
                 after = count_spark_events(workspace.warm_events)
                 if before is not None and after is not None:
@@ -389,11 +414,14 @@ def bench_size(size: str, data: Path, workspace: Workspace, repeats: int, logs: 
             print(f"  {size:>5} {variant:<12} run {index + 1}/{repeats}: {facts.seconds:7.2f} s  "
                   f"jobs={facts.spark_jobs} stages={facts.spark_stages} "
                   f"peak={facts.peak_tree_pss_mb} MB  {status}", flush=True)  # fmt: skip
+            if facts.failure:
+                print("      " + facts.failure.replace("\n", "\n      "), flush=True)
     summary: dict[str, dict] = {}
     for variant in variants:
         mine = [r for r in runs if r.variant == variant and r.returncode == 0]
         if not mine:
-            summary[variant] = {"failed": True}
+            failures = [r.failure for r in runs if r.variant == variant and r.failure]
+            summary[variant] = {"failed": True, "why": failures[-1] if failures else None}
             continue
         summary[variant] = {
             "median_s": round(statistics.median(r.seconds for r in mine), 3),
@@ -408,14 +436,22 @@ def bench_size(size: str, data: Path, workspace: Workspace, repeats: int, logs: 
         }
     result: dict = {"data": str(data), "runs": [asdict(r) for r in runs], "summary": summary}
     base = summary.get("handwritten", {}).get("median_s")
-    for variant in ("ours", "ours_warm"):
+    base_memory = summary.get("handwritten", {}).get("peak_tree_pss_mb")
+    for variant in ("ours", "ours_warm", "peer"):
         median = summary.get(variant, {}).get("median_s")
         if base and median:
             result[f"ratio_{variant}_vs_handwritten_cold"] = round(median / base, 3)
-    try:
-        result["outputs"] = compare_outputs(workspace.out("ours", size), workspace.out("handwritten", size))
-    except Exception as error:  # noqa: BLE001 - reported, the timings still stand
-        result["outputs"] = {"match": None, "error": f"{type(error).__name__}: {error}"}
+        memory = summary.get(variant, {}).get("peak_tree_pss_mb")
+        # A warm run's JVM is the server's, outside its process tree: no like-for-like figure.
+        if base_memory and memory and variant != "ours_warm":
+            result[f"memory_{variant}_minus_handwritten_mb"] = round(memory - base_memory, 1)
+    for variant, key in (("ours", "outputs"), ("peer", "outputs_peer")):
+        if variant not in variants:
+            continue
+        try:
+            result[key] = compare_outputs(workspace.out(variant, size), workspace.out("handwritten", size), variant)
+        except Exception as error:  # noqa: BLE001 - reported, the timings still stand
+            result[key] = {"match": None, "error": f"{type(error).__name__}: {error}"}
     return result
 
 
@@ -465,6 +501,21 @@ def summarize_heal(result: dict) -> dict:
     return result
 
 
+def set_up_peer(workspace: Workspace, results: dict) -> PeerSetup | None:
+    """The peer ready to run, or None after one line saying why it cannot (recorded too)."""
+    try:
+        peer = prepare_peer(ensure_peer_venv(), workspace.root / "peer")
+    except PeerUnavailable as error:
+        print(f"peer: not run: {error}", flush=True)
+        results["peer"] = {"available": False, "why": str(error)}
+        return None
+    results["peer"] = {"available": True, **peer.describe()}
+    versions = ", ".join(f"{name} {number}" for name, number in peer.environment.versions.items())
+    changes = "unchanged" if peer.blueprint_unchanged else "changed: " + "; ".join(peer.adaptations)
+    print(f"peer: {versions}; our Blueprint {changes}", flush=True)
+    return peer
+
+
 def machine_facts() -> dict:
     facts = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
@@ -492,19 +543,18 @@ def print_report(results: dict) -> None:
         print(f"{size}: data {result['data']}")
         for variant, facts in summary.items():
             if facts.get("failed"):
-                print(f"  {variant:<12} FAILED")
+                why = (facts.get("why") or "no output").replace("\n", "\n      ")
+                print(f"  {variant:<12} FAILED, the end of its output:\n      {why}")
                 continue
             print(f"  {variant:<12} median {facts['median_s']:7.2f} s (min {facts['min_s']:.2f}, max "
                   f"{facts['max_s']:.2f}, {facts['runs']} runs)  jobs {facts['spark_jobs']}  stages "
                   f"{facts['spark_stages']}  tasks {facts['spark_tasks']}  peak PSS of process tree "
                   f"{facts['peak_tree_pss_mb']} MB (largest process RSS {facts['max_process_rss_mb']} MB)")  # fmt: skip
-        for key in ("ratio_ours_vs_handwritten_cold", "ratio_ours_warm_vs_handwritten_cold"):
+        print("  " + report_columns(size, result))
+        for key in ("outputs", "outputs_peer"):
             if key in result:
-                target = TARGETS.get(size)
-                verdict = "" if target is None or key != "ratio_ours_vs_handwritten_cold" else (
-                    f"  (target <= {target}: {'met' if result[key] <= target else 'MISSED'})")
-                print(f"  {key.replace('_', ' ')}: {result[key]}{verdict}")
-        print(f"  same output: {result['outputs']}")
+                print(f"  same output as hand-written ({'peer' if key == 'outputs_peer' else 'ours'}): "
+                      f"{result[key]}")  # fmt: skip
     defs = results.get("definitions_load")
     if defs and not defs.get("failed"):
         floor = defs["floor"]
@@ -525,6 +575,37 @@ def print_report(results: dict) -> None:
               f"{'met' if heal['median_failure_to_pending_s'] <= 15 else 'MISSED'})")  # fmt: skip
 
 
+def report_columns(size: str, result: dict) -> str:
+    """Time ratios and peak memory against the hand-written script, one line each."""
+    summary, target = result["summary"], TARGETS.get(size)
+    ratios = []
+    for variant, label in (("ours", "ours"), ("ours_warm", "ours (warm)"), ("peer", "peer")):
+        ratio = result.get(f"ratio_{variant}_vs_handwritten_cold")
+        if variant not in summary:
+            continue
+        text = f"{label} / hand-written {ratio if ratio is not None else 'n/a (a side failed)'}"
+        if variant == "ours" and ratio is not None and target is not None:
+            text += f" (target <= {target}: {'met' if ratio <= target else 'MISSED'})"
+        ratios.append(text)
+    peaks = [f"{variant} {summary[variant].get('peak_tree_pss_mb', 'failed')}"
+             for variant in ("ours", "handwritten", "peer") if variant in summary]  # fmt: skip
+    deltas = []
+    for variant in ("ours", "peer"):
+        delta = result.get(f"memory_{variant}_minus_handwritten_mb")
+        if delta is None:
+            continue
+        text = f"{variant} - hand-written {delta:+.1f} MB"
+        if variant == "ours":
+            goal = MEMORY_OVER_HANDWRITTEN_GOAL_MB
+            text += f" (goal <= {goal} MB: {'met' if delta <= goal else 'MISSED'})"
+        deltas.append(text)
+    return "\n  ".join([
+        "time: " + "  |  ".join(ratios),
+        "peak MB (summed PSS of the process tree): " + "  |  ".join(peaks),
+        "memory: " + ("  |  ".join(deltas) or "n/a"),
+    ])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="tiny,10m",
@@ -532,6 +613,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline per size")
     parser.add_argument("--warm", action="store_true",
                         help="also run ours on a warm Spark Connect server (`aqueduct spark up`)")  # fmt: skip
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run aqueduct-core 2.3.0 (bench/peer.py; default on when its "
+                             "virtualenv can be made)")  # fmt: skip
     parser.add_argument("--skip-defs", action="store_true", help="skip the Definitions load timing")
     parser.add_argument("--skip-heal", action="store_true", help="skip the heal latency timing")
     parser.add_argument("--defs-blueprints", type=int, default=200)
@@ -574,10 +658,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 3
             results["warm_master"] = warm_url
             print(f"warm Spark Connect server at {warm_url}")
+        peer = set_up_peer(workspace, results) if args.peer else None
         for size, (orders, customers) in sizes.items():
             data = ensure_data(size, orders, customers, args.data_dir)
             print(f"== {size}: {orders} orders, {customers} customers")
-            results["sizes"][size] = bench_size(size, data, workspace, args.repeats, logs, warm_url)
+            results["sizes"][size] = bench_size(size, data, workspace, args.repeats, logs, warm_url, peer)
             results["sizes"][size].update(orders=orders, customers=customers)
         if not args.skip_defs:
             print(f"== definitions load: {args.defs_blueprints} blueprints x 10 modules")
