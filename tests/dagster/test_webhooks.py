@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 import threading
@@ -57,19 +59,25 @@ edges:
 
 
 class Recorder:
-    """A local HTTP server that records each POST body and answers from `statuses` (then 200)."""
+    """A local HTTP server that records each request's body (and method, path and headers in
+    `requests`) and answers from `statuses` (then 200)."""
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.bodies: list[dict] = []
+        self.requests: list[dict] = []
         self.statuses = list(statuses or [])
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                recorder.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                          "raw": raw})  # fmt: skip
                 recorder.bodies.append(json.loads(raw))
                 self.send_response(recorder.statuses.pop(0) if recorder.statuses else 200)
                 self.end_headers()
+
+            do_PUT = do_PATCH = do_POST  # noqa: N815 - http.server's names
 
             def log_message(self, *args) -> None:
                 pass
@@ -203,3 +211,43 @@ def test_unreachable_webhook_neither_fails_nor_blocks_the_run(spark, tmp_path, m
         assert not _webhook_threads()
     finally:
         blackhole.close()
+
+
+def test_endpoint_sends_its_method_template_revealed_headers_and_signature(monkeypatch):
+    monkeypatch.setenv("AQ_WEBHOOK_HEADER_TOKEN", SECRET)
+    monkeypatch.setenv("AQ_WEBHOOK_SIGNING_KEY", "k" * 20)
+    server = Recorder()
+    try:
+        hook = Webhook.parse({
+            "url": server.url, "method": "put", "headers": {"X-Token": "${AQ_WEBHOOK_HEADER_TOKEN}"},
+            "payload": {"text": "run ${run_id} of ${blueprint_id}: ${error_message}", "kept": "${unknown}"},
+            "secret": "${AQ_WEBHOOK_SIGNING_KEY}", "max_retries": 0,
+        })  # fmt: skip
+        variables = {"run_id": "r1", "blueprint_id": "orders", "error_message": f"bad path /x/{SECRET}/y"}
+        bound = hook.bound(variables)
+        delivered = post(bound, bound.body({"text": "default"}), Redactor({"AQ_WEBHOOK_HEADER_TOKEN": SECRET}))
+    finally:
+        server.close()
+    assert delivered
+    (request,) = server.requests
+    assert request["method"] == "PUT"
+    assert request["headers"]["X-Token"] == SECRET  # revealed for the request only...
+    body = server.bodies[0]
+    assert body == {"text": "run r1 of orders: bad path /x/<secret:AQ_WEBHOOK_HEADER_TOKEN>/y", "kept": "${unknown}"}
+    digest = hmac.new(b"k" * 20, request["raw"], hashlib.sha256).hexdigest()
+    assert request["headers"]["X-Aqueduct-Signature"] == f"sha256={digest}"
+
+
+def test_a_deadline_cuts_the_tries_short():
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(8)
+    try:
+        hook = Webhook(f"http://127.0.0.1:{blackhole.getsockname()[1]}/hook", timeout=5)
+        started = time.monotonic()
+        delivered = post(hook, {"text": "x"}, Redactor({}), deadline=time.monotonic() + 1)
+        took = time.monotonic() - started
+    finally:
+        blackhole.close()
+    assert not delivered
+    assert took < 2.5  # unbounded: three tries of 5 s each
