@@ -69,7 +69,7 @@ class BlueprintUnit:
 
     def arcades(self) -> list[str]:
         """The enabled Arcades of this file, in graph order."""
-        return [m for m in self.graph.order if self.spec(m).type == "Arcade"]
+        return [m for m in self.graph.order if self.spec(m).expands_into_modules]
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ class _Expansion:
         self.warnings: list[str] = []
 
     def _is_arcade(self, module_id: str) -> bool:
-        return self.unit.spec(module_id).type == "Arcade"
+        return self.unit.spec(module_id).expands_into_modules
 
     def _error(
         self, message: str, path: tuple[Any, ...], module_id: str, hint: str
@@ -311,11 +311,11 @@ class _Expansion:
         depends_on = self._flat_ids(spec.depends_on)
         if depends_on != spec.depends_on:
             update["depends_on"] = depends_on
-        if spec.type == "Probe" and spec.attach_to:
+        if spec.emits_signals and spec.attach_to:
             attach_to = self._resolve(spec.attach_to, MAIN, module_id)[0]
             if attach_to != spec.attach_to:
                 update["attach_to"] = attach_to
-        if spec.type == "Funnel" and spec.config.inputs:
+        if spec.merges_inputs and spec.config.inputs:
             entries = []
             for entry in spec.config.inputs:
                 source, _, port = entry.partition(".")
@@ -410,9 +410,9 @@ class _Expansion:
             if self.graph.inputs[module_id]:
                 continue
             spec = self.unit.spec(module_id)
-            if spec.type == "Arcade":
+            if spec.expands_into_modules:
                 result.extend(self.children[module_id].entries())
-            elif spec.type != "Ingress":
+            elif not spec.reads_source:
                 result.append(self.prefix + module_id)
         return result
 
@@ -448,12 +448,12 @@ class _Expansion:
         read = {
             i.source
             for module_id, inputs in self.graph.inputs.items()
-            if self.unit.spec(module_id).type != "Probe"
+            if not self.unit.spec(module_id).emits_signals
             for i in inputs
             if i.port != SPILLWAY
         }
         return [
-            m for m in self.graph.order if m not in read and self.unit.spec(m).type != "Probe"
+            m for m in self.graph.order if m not in read and not self.unit.spec(m).emits_signals
         ]
 
     def exit(
@@ -491,11 +491,7 @@ class _Expansion:
         if self._is_arcade(child):
             return self.children[child].exit(child_port, child, consumer, fail)
         spec = self.unit.spec(child)
-        valid = (
-            [b.id for b in spec.config.branches] + [SPILLWAY]
-            if spec.type == "Junction"
-            else [MAIN, SPILLWAY]
-        )
+        valid = [*spec.output_ports, SPILLWAY]
         if child_port not in valid:
             fail(
                 f"'{consumer}' reads port '{port}' of Arcade '{arcade_id}', but its exit "
@@ -512,9 +508,9 @@ class _Expansion:
                 return ("edges", number)
         position = self.unit.position(consumer)
         spec = self.unit.spec(consumer)
-        if spec.type == "Probe" and spec.attach_to == source:
+        if spec.emits_signals and spec.attach_to == source:
             return ("modules", position, "attach_to")
-        if spec.type == "Funnel" and spec.config.inputs:
+        if spec.merges_inputs and spec.config.inputs:
             return ("modules", position, "config", "inputs")
         return ("modules", position)
 

@@ -63,7 +63,6 @@ DEFAULT_DEPLOYMENT = {"env": "dev", "target": "local"}
 _COLUMN_PRESERVING_OPS = {
     "filter", "sort", "repartition", "coalesce", "cache", "deduplicate", "cast", "union",
 }  # fmt: skip
-_COLUMN_PRESERVING_TYPES = {"Assert", "Probe", "Regulator", "Junction", "Egress", "Funnel"}
 
 
 def compile_blueprint(
@@ -316,7 +315,7 @@ def _compiled_modules(flat: FlatGraph) -> dict[str, CompiledModule]:
     registered = {
         str(m.spec.config.register_as_table).lower()
         for m in flat.modules.values()
-        if m.spec.type == "Egress" and m.spec.config.register_as_table
+        if m.spec.writes_sink and m.spec.config.register_as_table
     }
     output_columns: dict[str, list[str] | None] = {}
     compiled: dict[str, CompiledModule] = {}
@@ -401,10 +400,10 @@ def _compiled_module(
             lineage, columns = _sql_lineage(query, inputs, output_columns)
         else:
             columns = None
-    elif columns is not None and inputs and spec.type != "Probe":
+    elif columns is not None and inputs and not spec.emits_signals:
         # Column lineage carries on through modules that pass their input's columns on.
         op = getattr(spec.config, "op", None)
-        several = spec.type == "Funnel" or op == "union"
+        several = spec.merges_inputs or op == "union"
         upstream = [(i.source, output_columns.get(i.source)) for i in (inputs if several else inputs[:1])]
         renamed = spec.config.columns if op == "rename" and isinstance(spec.config.columns, dict) else None
         pairs = passed_through_lineage(columns, upstream, renamed)
@@ -438,7 +437,7 @@ def _checked_query(
     budget: _LineageBudget,
 ) -> str | None:
     """The Channel's SQL after checking it parses and reads only its inputs."""
-    if spec.type != "Channel" or spec.config.op not in (None, "sql"):
+    if not spec.runs_sql:
         return None
     query = spec.config.query
     query_path = path + ("config", "query")
@@ -543,20 +542,20 @@ def _passed_through_columns(
 ) -> list[str] | None:
     """The module's output columns when they follow from its config and inputs alone."""
     first = known.get(inputs[0].source) if inputs else None
-    if spec.type == "Ingress":
+    if spec.reads_source:
         return _ingress_columns(spec.config)
-    if spec.type in _COLUMN_PRESERVING_TYPES:
+    if spec.passes_columns_through:
         return first
-    if spec.type != "Channel":
-        return None
     config = spec.config
-    if config.op in _COLUMN_PRESERVING_OPS:
+    # Only a Channel has an `op`; any other module's columns are unknown here.
+    op = getattr(config, "op", None)
+    if op in _COLUMN_PRESERVING_OPS:
         return first
-    if config.op == "select" and isinstance(config.columns, list):
+    if op == "select" and isinstance(config.columns, list):
         # selectExpr: an expression's output name is not its text, so it stays unknown.
         plain = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(c)) for c in config.columns)
         return list(config.columns) if plain else None
-    if config.op == "rename" and isinstance(config.columns, dict) and first is not None:
+    if op == "rename" and isinstance(config.columns, dict) and first is not None:
         return [config.columns.get(c, c) for c in first]
     return None
 

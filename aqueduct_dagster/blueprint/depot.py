@@ -34,14 +34,10 @@ def watermark_key(module_id: str) -> str:
     return f"_watermark:{module_id}"
 
 
-def is_incremental(module: CompiledModule) -> bool:
-    return module.type == "Channel" and getattr(module.spec, "materialize", None) == "incremental"
-
-
 def uses_depot(manifest: Manifest) -> bool:
     """Whether a run of `manifest` reads or writes the Depot at all."""
     for module in manifest.modules.values():
-        if is_incremental(module) or _is_depot_egress(module):
+        if module.materializes_incrementally or _is_depot_egress(module):
             return True
         if "@aq.depot." in module.spec.model_dump_json(by_alias=True):
             return True
@@ -66,7 +62,7 @@ def bind_depot(manifest: Manifest, lookup: Lookup) -> Manifest:
     data = manifest.model_dump(mode="python", by_alias=True)
     for module_id, module in manifest.modules.items():
         watermark = None
-        if is_incremental(module):
+        if module.materializes_incrementally:
             watermark = sql_literal(lookup(watermark_key(module_id)) or FIRST_RUN_WATERMARK)
         spec = data["modules"][module_id]["spec"]
         data["modules"][module_id]["spec"] = _bind(spec, module, lookup, watermark)
@@ -130,7 +126,7 @@ def check_depot(manifest: Manifest) -> None:
 
 
 def _depot_problem(module: CompiledModule) -> tuple[str, str] | None:
-    if is_incremental(module) and not module.spec.watermark_column:
+    if module.materializes_incrementally and not module.spec.watermark_column:
         return (
             "`materialize: incremental` needs a `watermark_column` (the column whose MAX "
             "is kept in the Depot between runs)",
@@ -154,7 +150,7 @@ def _depot_problem(module: CompiledModule) -> tuple[str, str] | None:
                 f"unknown run-time context key 'ctx.{name}'",
                 "the engine binds only ${ctx._watermark} (in an incremental Channel)",
             )
-        if not is_incremental(module):
+        if not module.materializes_incrementally:
             return (
                 "${ctx._watermark} is bound only in a Channel with `materialize: incremental`",
                 "add `materialize: incremental` and `watermark_column: <column>` to this "
@@ -164,7 +160,7 @@ def _depot_problem(module: CompiledModule) -> tuple[str, str] | None:
 
 
 def _is_depot_egress(module: CompiledModule) -> bool:
-    return module.type == "Egress" and (module.config.format or "").lower() == "depot"
+    return module.writes_sink and (module.config.format or "").lower() == "depot"
 
 
 def _where(module: CompiledModule) -> SourceLocation | None:

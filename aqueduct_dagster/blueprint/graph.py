@@ -109,7 +109,7 @@ class _GraphBuilder:
             self.index[module.id] = position
             self.modules[module.id] = module
         for module_id, module in self.modules.items():
-            if module.type == "Arcade" and not module.ref:
+            if module.expands_into_modules and not module.ref:
                 raise BlueprintError(
                     "an Arcade needs `ref:`, the sub-Blueprint file it stands for",
                     location=self._location(module_id),
@@ -163,14 +163,14 @@ class _GraphBuilder:
                 wires.append(self._explicit(number, edge, seen))
         wired = {(w.source, w.target) for w in wires}
         for module_id, module in self.modules.items():
-            if module.type == "Probe" and module.attach_to:
+            if module.emits_signals and module.attach_to:
                 self._known(module.attach_to, ("modules", self.index[module_id], "attach_to"),
                             "attach_to", owner=module_id)  # fmt: skip
                 if (module.attach_to, module_id) not in wired:
                     wires.append(
                         _Wire(module.attach_to, module_id, MAIN, None, (), None)
                     )
-            if module.type == "Funnel":
+            if module.merges_inputs:
                 wires = self._funnel_inputs(module_id, module, wires)
         return wires
 
@@ -212,11 +212,9 @@ class _GraphBuilder:
 
     def _valid_ports(self, source_id: str) -> list[str]:
         source = self.modules[source_id]
-        if source.type == "Probe":
+        if source.emits_signals:
             return [SIGNAL]
-        if source.type == "Junction":
-            return [branch.id for branch in source.config.branches] + [SPILLWAY]
-        return [MAIN, SPILLWAY]
+        return [*source.output_ports, SPILLWAY]
 
     def _check_port(
         self,
@@ -229,10 +227,10 @@ class _GraphBuilder:
         """Raise unless `port` is an output of `source_id` that may feed `target_id`."""
         owner = owner or source_id
         source, target = self.modules[source_id], self.modules[target_id]
-        if source.type == "Arcade":
+        if source.expands_into_modules:
             return  # the port names one of its exits, checked when the Arcade is expanded
         location = self.document.location(path)
-        if source.type == "Probe" and target.type != "Regulator":
+        if source.emits_signals and not target.gates_on_signals:
             raise BlueprintError(
                 f"edge {source_id} -> {target_id}: a Probe emits signals, not data; its only "
                 "edge goes to a Regulator",
@@ -264,7 +262,7 @@ class _GraphBuilder:
             source_id, _, port = entry.partition(".")
             port = port or MAIN
             self._known(source_id, path, "funnel input", owner=funnel_id)
-            if port == MAIN and self.modules[source_id].type == "Junction":
+            if port == MAIN and MAIN not in self.modules[source_id].output_ports:
                 raise BlueprintError(
                     f"funnel input '{entry}' must name a branch of Junction '{source_id}'",
                     location=self.document.location(path),

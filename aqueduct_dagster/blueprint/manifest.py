@@ -107,9 +107,42 @@ class CompiledModule(Frozen):
 
     @property
     def sql(self) -> str | None:
-        if self.type == "Channel" and self.spec.config.op in (None, "sql"):
-            return self.spec.config.query
-        return None
+        return self.spec.config.query if self.spec.runs_sql else None
+
+    # What the module does, answered by its type's record (blueprint/models.py, ModuleBase):
+    # later layers ask these instead of comparing `type` names.
+
+    @property
+    def reads_source(self) -> bool:
+        return self.spec.reads_source
+
+    @property
+    def writes_sink(self) -> bool:
+        return self.spec.writes_sink
+
+    @property
+    def is_quality_check(self) -> bool:
+        return self.spec.is_quality_check
+
+    @property
+    def emits_signals(self) -> bool:
+        return self.spec.emits_signals
+
+    @property
+    def gates_on_signals(self) -> bool:
+        return self.spec.gates_on_signals
+
+    @property
+    def checkpointable(self) -> bool:
+        return self.spec.checkpointable
+
+    @property
+    def output_ports(self) -> tuple[str, ...]:
+        return self.spec.output_ports
+
+    @property
+    def materializes_incrementally(self) -> bool:
+        return self.spec.materializes_incrementally
 
 
 class Manifest(Frozen):

@@ -13,9 +13,9 @@ top-level `spark_config`, `agent.approval_mode`, `agent.budget`, and the LLM con
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 #: Validation-context flag for re-validating a compiled Manifest: its Arcade modules carry
 #: compiler-generated `<arcade>__<child>` ids, which user-written ids may not use.
@@ -143,19 +143,49 @@ class EngineBlock(Strict):
 
 
 class HookEntry(Strict):
+    """One hook action: chain a Blueprint (its id or file), call a webhook, or run a command.
+
+    `in_process` is the peer's (reuse its session); here a chained Blueprint is always a
+    Dagster run of its own job. `timeout` bounds a command, in seconds.
+    """
+
     blueprint: str | None = None
     command: str | None = None
     in_process: bool = False
     timeout: int = 300
     webhook: str | dict[str, Any] | None = None
+    #: Fire only when the failure's error type, condition or exception class is one of these.
     when_error: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> HookEntry:
+        # An entry without one is accepted, as the peer's schema does, and skipped with a warning.
+        actions = [key for key in ("blueprint", "webhook", "command") if getattr(self, key)]
+        if len(actions) > 1:
+            raise ValueError(f"a hook takes exactly one of blueprint:, webhook:, command: (it has "
+                             f"{', '.join(actions)}); write one entry per action")  # fmt: skip
+        return self
+
+    @property
+    def action(self) -> str | None:
+        return next((key for key in ("blueprint", "webhook", "command") if getattr(self, key)), None)
 
 
 class Hooks(Strict):
+    """Lifecycle hooks: on_success / on_failure after a run ends; on_patch_pending when a heal
+    stages a patch for review, on_healed when a patch is applied (dagster/hooks.py runs them)."""
+
     on_success: list[HookEntry] = Field(default_factory=list)
     on_failure: list[HookEntry] = Field(default_factory=list)
     on_patch_pending: list[HookEntry] = Field(default_factory=list)
     on_healed: list[HookEntry] = Field(default_factory=list)
+
+    @field_validator("on_success")
+    @classmethod
+    def _success_has_no_error(cls, entries: list[HookEntry]) -> list[HookEntry]:
+        if any(entry.when_error for entry in entries):
+            raise ValueError("when_error matches a failure: on_success has none; move the entry to on_failure")
+        return entries
 
 
 class Partitions(Strict):
@@ -410,6 +440,50 @@ class ArcadeConfig(Strict):
 
 
 class ModuleBase(Strict):
+    """What every module has; each type's record adds its config and says what it does.
+
+    The class-level answers below describe behaviour, not identity: a later layer asks
+    `module.writes_sink` rather than comparing type names, so a new type states its
+    behaviour here once and every layer follows.
+    """
+
+    #: Reads data from outside the Blueprint (files, a table, a service); takes no data input.
+    reads_source: ClassVar[bool] = False
+    #: Writes its input out of the Blueprint; its main output is that write.
+    writes_sink: ClassVar[bool] = False
+    #: A quality check of its input's rows: its main output is its input (less any rows
+    #: quarantined to its spillway port), and it can stand as a Dagster asset check.
+    is_quality_check: ClassVar[bool] = False
+    #: Watches the module it is attached to and emits signals, never rows: its edges carry
+    #: no data, and only a module that gates on signals may read it.
+    emits_signals: ClassVar[bool] = False
+    #: Reads Probe signals and, while they say closed, publishes nothing: every module
+    #: downstream of it is skipped.
+    gates_on_signals: ClassVar[bool] = False
+    #: Makes one output of many inputs, in the order its `config.inputs` lists them.
+    merges_inputs: ClassVar[bool] = False
+    #: Stands for a sub-Blueprint (`ref:`) whose modules replace it when it is compiled.
+    expands_into_modules: ClassVar[bool] = False
+    #: Its output is a frame worth checkpointing (not a write, not signals).
+    checkpointable: ClassVar[bool] = True
+    #: Its output has the columns of its (first) input, whatever its config says.
+    passes_columns_through: ClassVar[bool] = False
+
+    @property
+    def output_ports(self) -> tuple[str, ...]:
+        """The ports its data leaves by, besides the spillway: `main`, or a Junction's branches."""
+        return ("main",)
+
+    @property
+    def runs_sql(self) -> bool:
+        """Whether its output is the result of a SQL query it holds (`config.query`)."""
+        return False
+
+    @property
+    def materializes_incrementally(self) -> bool:
+        """Whether each run processes only the rows past a watermark kept in the Depot."""
+        return False
+
     id: str
     label: str | None = None
     description: str = ""
@@ -442,6 +516,7 @@ class ModuleBase(Strict):
 
 class Ingress(ModuleBase):
     type: Literal["Ingress"]
+    reads_source: ClassVar[bool] = True
     config: IngressConfig = Field(default_factory=IngressConfig)
 
 
@@ -451,40 +526,66 @@ class Channel(ModuleBase):
     materialize: Literal["incremental"] | None = None
     watermark_column: str | None = None
 
+    @property
+    def runs_sql(self) -> bool:
+        return self.config.op in (None, "sql")
+
+    @property
+    def materializes_incrementally(self) -> bool:
+        return self.materialize == "incremental"
+
 
 class Egress(ModuleBase):
     type: Literal["Egress"]
+    writes_sink: ClassVar[bool] = True
+    checkpointable: ClassVar[bool] = False
+    passes_columns_through: ClassVar[bool] = True
     config: EgressConfig = Field(default_factory=EgressConfig)
 
 
 class Assert(ModuleBase):
     type: Literal["Assert"]
+    is_quality_check: ClassVar[bool] = True
+    passes_columns_through: ClassVar[bool] = True
     config: AssertConfig = Field(default_factory=AssertConfig)
 
 
 class Junction(ModuleBase):
     type: Literal["Junction"]
+    passes_columns_through: ClassVar[bool] = True
     config: JunctionConfig = Field(default_factory=JunctionConfig)
+
+    @property
+    def output_ports(self) -> tuple[str, ...]:
+        return tuple(branch.id for branch in self.config.branches)
 
 
 class Funnel(ModuleBase):
     type: Literal["Funnel"]
+    merges_inputs: ClassVar[bool] = True
+    passes_columns_through: ClassVar[bool] = True
     config: FunnelConfig = Field(default_factory=FunnelConfig)
 
 
 class Probe(ModuleBase):
     type: Literal["Probe"]
+    emits_signals: ClassVar[bool] = True
+    checkpointable: ClassVar[bool] = False
+    passes_columns_through: ClassVar[bool] = True
     config: ProbeConfig = Field(default_factory=ProbeConfig)
     attach_to: str | None = None
 
 
 class Regulator(ModuleBase):
     type: Literal["Regulator"]
+    gates_on_signals: ClassVar[bool] = True
+    passes_columns_through: ClassVar[bool] = True
     config: RegulatorConfig = Field(default_factory=RegulatorConfig)
 
 
 class Arcade(ModuleBase):
     type: Literal["Arcade"]
+    expands_into_modules: ClassVar[bool] = True
     config: ArcadeConfig = Field(default_factory=ArcadeConfig)
     ref: str | None = None
     context_override: dict[str, Any] | None = None
@@ -495,9 +596,11 @@ Module = Annotated[
     Field(discriminator="type"),
 ]
 
-MODULE_TYPES: tuple[str, ...] = (
-    "Ingress", "Channel", "Egress", "Assert", "Junction", "Funnel", "Probe", "Regulator", "Arcade",
-)  # fmt: skip
+#: The module records, and their `type:` names, in the order `Module` lists them.
+MODULE_MODELS: tuple[type[ModuleBase], ...] = get_args(get_args(Module)[0])
+MODULE_TYPES: tuple[str, ...] = tuple(
+    get_args(model.model_fields["type"].annotation)[0] for model in MODULE_MODELS
+)
 
 
 class Edge(Strict):

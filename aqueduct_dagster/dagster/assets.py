@@ -44,7 +44,7 @@ ERROR_METADATA_KEY = "aqueduct/error"
 
 def collapses_into_check(manifest: Manifest, module: CompiledModule) -> bool:
     """An Assert that only checks (no quarantine, no spillway reader) is a check, not an asset."""
-    if module.type != "Assert":
+    if not module.is_quality_check:
         return False
     quarantines = any(rule.action == "quarantine" for rule in module.spec.config.rules)
     spilled = any(i.source == module.id and i.port == "spillway" for m in manifest.modules.values() for i in m.inputs)
@@ -64,10 +64,7 @@ def guarded_module(manifest: Manifest, module: CompiledModule) -> CompiledModule
 def output_ports(manifest: Manifest, module: CompiledModule) -> list[str]:
     """The ports a module's asset publishes: branches for a Junction, main (+ spillway if read)."""
     read = {i.port for m in manifest.modules.values() for i in m.inputs if i.source == module.id}
-    if module.type == "Junction":
-        ports = [branch.id for branch in module.spec.config.branches]
-    else:
-        ports = ["main"]
+    ports = list(module.output_ports)
     return ports + (["spillway"] if "spillway" in read and "spillway" not in ports else [])
 
 
@@ -89,7 +86,7 @@ def build_blueprint_assets(
         module = guarded_module(manifest, manifest.module(module_id))
         base = specs[module.id].key
         # A Probe publishes one thing (its signals), whatever port the edge names.
-        if port == "main" or module.type == "Probe":
+        if port == "main" or module.emits_signals:
             return base
         return dg.AssetKey([*base.path, port])
 
@@ -108,7 +105,7 @@ def build_blueprint_assets(
 
 def _external_deps(manifest: Manifest, module: CompiledModule,
                    upstream: Mapping[str, dg.AssetKey] | None) -> list[dg.AssetKey]:  # fmt: skip
-    if module.type != "Ingress":
+    if not module.reads_source:
         return []
     found = [revision_asset_key(manifest.blueprint_id)]
     if module.id in (upstream or {}):
@@ -149,7 +146,7 @@ def _module_asset(
     after += external or []  # another Blueprint's output this Ingress reads
     metadata = dict(spec.metadata or {})
     metadata[CONSUMERS_METADATA_KEY] = consumers
-    if (manifest.checkpoint or module.spec.checkpoint) and module.type not in ("Egress", "Probe"):
+    if (manifest.checkpoint or module.spec.checkpoint) and module.checkpointable:
         metadata[CHECKPOINT_METADATA_KEY] = True
     metadata.update(_column_lineage(module, key_of))
     ports = output_ports(manifest, module)
@@ -164,10 +161,10 @@ def _module_asset(
             )  # fmt: skip
         # Branches and spillways may be absent (a skipped Regulator publishes nothing):
         # Dagster then skips what reads them instead of failing.
-        required = port == "main" and module.type != "Regulator"
+        required = port == "main" and not module.gates_on_signals
         outs[_out_name(port)] = dg.AssetOut.from_spec(port_spec, io_manager_key=IO_MANAGER_KEY, is_required=required)
     check_targets = [(check, spec.key) for check in asserts]
-    if module.type == "Assert":
+    if module.is_quality_check:
         check_targets.append((module, spec.key))
     check_specs = [
         dg.AssetCheckSpec(
@@ -245,7 +242,7 @@ def run_module_step(
         resource.depot(bound).stage(context.run_id, result.metadata["depot"])
     record("success", result.metadata.get("rows_written"), detail=run_evidence(module, result.metadata))
     metadata = materialization_metadata(module, result.metadata)
-    if module.type == "Probe":
+    if module.emits_signals:
         signals = result.metadata.get("signals", [])
         if key_of is not None and module.spec.attach_to:
             context.log_event(dg.AssetObservation(
@@ -258,10 +255,10 @@ def run_module_step(
         return
     if result.assertion is not None and result.assertion.quarantined is not None:
         metadata["aqueduct/quarantined_rows"] = int(result.assertion.quarantined)
-    if module.type == "Regulator" and result.metadata.get("skipped"):
+    if module.gates_on_signals and result.metadata.get("skipped"):
         context.log.info(f"Regulator '{module.id}' is closed ({result.metadata.get('reason')}): downstream skipped")
     for port in ports or ["main"]:
-        if port not in result.outputs and not (port == "main" and module.type == "Egress"):
+        if port not in result.outputs and not (port == "main" and module.writes_sink):
             continue
         frame = result.outputs.get(port)
         port_metadata = dict(metadata)
@@ -270,7 +267,7 @@ def run_module_step(
         yield dg.Output(frame, output_name=_out_name(port), metadata=port_metadata)
     frame = result.outputs.get("main")
     target = key_of(module.id) if key_of is not None else context.assets_def.key
-    if module.type == "Assert" and result.assertion is not None:
+    if module.is_quality_check and result.assertion is not None:
         notify_assert_failures(bound, module, result.assertion, run_id=context.run_id, redactor=redactor)
         yield _check_result(target, module, result.assertion)
     for check in asserts:
@@ -296,9 +293,9 @@ def run_evidence(module: CompiledModule, metadata: Mapping[str, Any]) -> dict[st
     evidence: dict[str, Any] = {}
     if metadata.get("columns") is not None:
         evidence["columns"] = metadata["columns"]
-    if module.type == "Ingress" and metadata.get("snapshot"):
+    if module.reads_source and metadata.get("snapshot"):
         evidence["snapshot"] = metadata["snapshot"]
-    if module.type == "Egress" and metadata.get("columns") is not None:
+    if module.writes_sink and metadata.get("columns") is not None:
         evidence["contract"] = {"columns": metadata["columns"], "rows_written": metadata.get("rows_written"),
                                 "mode": metadata.get("mode"), "profile": metadata.get("profile")}  # fmt: skip
     return evidence or None

@@ -45,7 +45,7 @@ def upstream_of(manifests: Sequence[Manifest], translator: BlueprintTranslator |
     for manifest in manifests:
         try:
             keys = {m.id: translator.get_asset_spec(ModuleAssetData(manifest, m)).key
-                    for m in manifest.modules.values() if m.type == "Egress"}  # fmt: skip
+                    for m in manifest.modules.values() if m.writes_sink}  # fmt: skip
         except Exception:  # noqa: BLE001 - the Blueprint's own build reports it (robust loading)
             continue
         own[manifest.blueprint_id] = set(keys.values())
@@ -56,7 +56,7 @@ def upstream_of(manifests: Sequence[Manifest], translator: BlueprintTranslator |
     found: dict[tuple[str, str], dg.AssetKey] = {}
     for manifest in manifests:
         for module in manifest.modules.values():
-            location = location_of(module) if module.type == "Ingress" else None
+            location = location_of(module) if module.reads_source else None
             key = writers.get(location) if location else None
             if key is not None and key not in own.get(manifest.blueprint_id, set()):
                 found[(manifest.blueprint_id, module.id)] = key

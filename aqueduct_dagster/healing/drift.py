@@ -359,7 +359,7 @@ def ingress_drift(module: CompiledModule, good: Mapping[str, Any], read: Reader)
 
 
 def upstream_ingresses(manifest: Manifest, module_id: str) -> list[str]:
-    return sorted(m for m in manifest.ancestors(module_id) if manifest.module(m).type == "Ingress")
+    return sorted(m for m in manifest.ancestors(module_id) if manifest.module(m).reads_source)
 
 
 def compute_drift(manifest: Manifest, failed_module: str, evidence: Mapping[str, Mapping[str, Any]],
@@ -379,7 +379,7 @@ def compute_drift(manifest: Manifest, failed_module: str, evidence: Mapping[str,
             drift[edge.source] = {"module_id": edge.source, "kind": "columns", "alias": edge.alias,
                                   "columns_before": [n for n, _ in good], **field_diff(good, now)}  # fmt: skip
     if read is not None:
-        for ingress in upstream_ingresses(manifest, failed_module) + ([failed_module] if module.type == "Ingress" else []):
+        for ingress in upstream_ingresses(manifest, failed_module) + ([failed_module] if module.reads_source else []):
             snapshot = (evidence.get(ingress) or {}).get("snapshot")
             if snapshot:
                 deep = ingress_drift(manifest.module(ingress), snapshot, read)

@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from aqueduct_dagster.blueprint.depot import is_incremental
 from aqueduct_dagster.blueprint.models import ChannelConfig
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.engine.errors import ConditionError
@@ -90,7 +89,7 @@ def execute_channel(
         outputs = _spillway(module, frame, config.spillway_condition)
         metadata["spillway_condition"] = config.spillway_condition
     metadata["columns"] = schema_facts(outputs["main"])
-    if is_incremental(module):
+    if module.materializes_incrementally:
         # The query read only rows past ${ctx._watermark}; their MAX is the next watermark.
         values = watermark_values(module, outputs["main"])
         metadata["watermark_column"] = module.spec.watermark_column

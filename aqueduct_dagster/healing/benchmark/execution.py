@@ -166,7 +166,7 @@ def ingress_columns(loaded: LoadedScenario) -> dict[str, list[str]]:
     manifest = loaded.manifest
     columns: dict[str, list[str]] = {}
     for module in manifest.modules.values():
-        if module.type != "Ingress":
+        if not module.reads_source:
             continue
         if module.id in given:
             columns[module.id] = list(given[module.id])
