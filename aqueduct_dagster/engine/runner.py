@@ -83,9 +83,24 @@ class RunResult:
     #: Depot values the run's modules want kept (watermarks, `format: depot` Egress):
     #: the caller stages them and commits them only if the whole run succeeded.
     depot: dict[str, str] = field(default_factory=dict)
+    #: A sampled run's limit per Ingress (None: the run read all of its input).
+    sample_rows: int | None = None
+    #: A sampled run's Ingress id -> its main output limited to one row past the sample:
+    #: counting it tells whether the sample was all of that input (`whole_input`).
+    past_sample: dict[str, DataFrame] = field(default_factory=dict)
 
     def output(self, module_id: str, port: str = "main") -> DataFrame:
         return self.modules[module_id].outputs[port]
+
+    def whole_input(self) -> bool:
+        """Whether the run read every input row: no Ingress had more rows than the sample.
+
+        One bounded job per Ingress, on the frame the run itself read (the source is not
+        opened again), and only when asked: most sampled runs never need to know.
+        """
+        if self.sample_rows is None:
+            return True
+        return all(frame.count() <= self.sample_rows for frame in self.past_sample.values())
 
     @property
     def warnings(self) -> list[str]:
@@ -103,7 +118,9 @@ def run_manifest(
     only: Iterable[str] | None = None,
     sample_rows: int | None = None,
     redirect: Callable[[CompiledModule], CompiledModule] | None = None,
+    on_module_start: Callable[[CompiledModule, dict[str, Any]], None] | None = None,
     on_module_end: Callable[[CompiledModule, ModuleResult], None] | None = None,
+    frames_only: bool = False,
 ) -> RunResult:
     """Execute the Manifest's modules in order; raise on the first failure.
 
@@ -115,30 +132,37 @@ def run_manifest(
     `sample_rows` limits each Ingress's main output to that many rows (a Probe that a
     Regulator re-polls is rebuilt on the same sample); `redirect` turns each Egress into
     the one that actually writes (a scratch target), right before it executes;
+    `on_module_start(module, inputs)` sees each module's routed inputs (alias -> frame)
+    right before it executes or is passed through;
     `on_module_end(module, outcome)` sees every module that executed, with the module as
     the Manifest has it, once its outputs are routed (a blocking Assert's outcome too,
     before AssertionFailed is raised).
+    `frames_only` builds frames and nothing else (blame's replay): `only`'s modules are
+    prepared like their ancestors (no Egress writes, no Assert checks), and Probes are
+    passed over, so their Regulators stay passive.
     """
     order = list(manifest.modules.values())
     selected = _selected(manifest, only)
     needed = _with_ancestors(manifest, selected)
     runnable = [m for m in order if m.id in needed]
-    active = {m.id for m in runnable if m.id in selected}
+    active = set() if frames_only else {m.id for m in runnable if m.id in selected}
     uses = _uses(runnable, active)
 
-    result = RunResult()
+    result = RunResult(sample_rows=sample_rows)
     register_udfs(spark, manifest)
     frames: dict[Key, Any] = {}
     persisted: list[DataFrame] = []
     gated: set[str] = set()  # behind a closed Regulator
 
     def execute(module: CompiledModule, inputs: dict[str, Any]) -> ModuleResult:
-        if redirect is not None and module.type == "Egress":
+        if redirect is not None and module.writes_sink:
             module = redirect(module)
         outcome = execute_module(spark, module, inputs)
-        if sample_rows is not None and module.type == "Ingress" and "main" in outcome.outputs:
-            # Limited before it is cached or read, so every reader sees the same sample.
-            sampled = {**outcome.outputs, "main": outcome.outputs["main"].limit(sample_rows)}
+        if sample_rows is not None and module.reads_source and "main" in outcome.outputs:
+            # Limited before it is cached or read, so every reader sees the same sample; one
+            # row more is kept aside to tell, if asked, whether the sample was all the input.
+            result.past_sample[module.id] = outcome.outputs["main"].limit(sample_rows + 1)
+            sampled = {**outcome.outputs, "main": result.past_sample[module.id].limit(sample_rows)}
             outcome = replace(outcome, outputs=sampled)
         return outcome
 
@@ -147,9 +171,11 @@ def run_manifest(
             if module.id in gated:
                 continue
             inputs = _inputs(module, frames)
+            if on_module_start is not None:
+                on_module_start(module, inputs)
             if module.id not in active:
                 result.prepared.append(module.id)
-                if module.type in _PASS_THROUGH:
+                if module.type in _PASS_THROUGH or (frames_only and module.emits_signals):
                     frames.update(_passed_through(module, inputs))
                     continue
             started = time.perf_counter()
@@ -160,7 +186,7 @@ def run_manifest(
             result.depot.update(outcome.metadata.get("depot") or {})
             if outcome.metadata.get("persisted"):  # a Channel `cache` op
                 persisted.extend(outcome.outputs.values())
-            if module.type == "Probe":
+            if module.emits_signals:
                 signals = outcome.metadata.get("signals", [])
                 result.signals[module.id] = signals
                 frames[(module.id, SIGNAL)] = ProbeSignals(
@@ -308,10 +334,11 @@ def _inputs(module: CompiledModule, frames: dict[Key, Any]) -> dict[str, Any]:
 
 
 def _passed_through(module: CompiledModule, inputs: dict[str, Any]) -> dict[Key, Any]:
-    """An unselected Assert or Egress: its input handed on (an Assert's quarantine still
-    splits it, lazily, so that readers see the same rows as in a full run)."""
+    """An unselected Assert or Egress (or a Probe, in a frames-only run): its input handed on
+    (an Assert's quarantine still splits it, lazily, so that readers see the same rows as in
+    a full run)."""
     frame = _only_input(module, inputs)
-    if module.type != "Assert":
+    if not module.is_quality_check:
         return {(module.id, "main"): frame}
     try:
         passed, quarantined = split_quarantine(module, frame)
@@ -361,7 +388,7 @@ def _rebuilt_inputs(
         upstream_inputs = _rebuilt_inputs(execute, manifest, upstream, fresh, persisted)
         if upstream.type in _PASS_THROUGH:
             fresh.update(_passed_through(upstream, upstream_inputs))
-        elif upstream.type == "Regulator":  # it was open, or we would not be polling
+        elif upstream.gates_on_signals:  # it was open, or we would not be polling
             data = [upstream_inputs[i.alias] for i in _data_inputs(upstream)]
             fresh[(upstream.id, "main")] = data[0]
         else:

@@ -10,7 +10,8 @@ Blame is decided from evidence, cheapest first:
    and the expression text in its message, matched against the compiled SQL and ops of the
    surfacing module and of each upstream module, nearest first (pure, no Spark);
 2. where that does not decide, the upstream plans replayed in topological order on sampled
-   input (a limit per Ingress, one bounded collect per module) until the first one raises;
+   input (the runner building frames only, a limit per Ingress, one bounded collect per
+   module) until the first one raises;
 3. where that does not decide either, the module where it surfaced.
 
 `measure_safe_rewrite` then measures, on the same sample, what the safe form of the failing
@@ -26,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
+from aqueduct_dagster.engine.results import ModuleResult
+from aqueduct_dagster.engine.runner import run_manifest
 from aqueduct_dagster.healing.effect import strings_in
 
 #: Conditions Spark raises while executing (not analysing) a plan: where they surface says
@@ -36,8 +39,6 @@ RUNTIME_CONDITIONS = frozenset(
      "INVALID_FRACTION_OF_SECOND", "DATETIME_FIELD_OUT_OF_BOUNDS", "CANNOT_PARSE_TIMESTAMP",
      "INTERVAL_DIVIDED_BY_ZERO", "BINARY_ARITHMETIC_OVERFLOW"}
 )  # fmt: skip
-#: Module types replayed on the sample; the others act on the outside world or on signals.
-_REPLAYED = ("Ingress", "Channel", "Junction", "Funnel")
 #: How many rows one replay action may bring back per module (the sample bounds the rest).
 _COLLECT_FACTOR = 4
 
@@ -214,43 +215,17 @@ def bound_for_replay(manifest: Manifest, depot_lookup: Callable[[str], str | Non
     return bind_depot(bound, depot_lookup or (lambda key: None))
 
 
-def sampled_frames(spark: Any, manifest: Manifest, upto: str, *, sample_rows: int,
-                   on_module: Callable[[CompiledModule, Any], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The main frame of `upto` and of every module it reads from, rebuilt on sampled input.
+def replay_sampled(spark: Any, manifest: Manifest, upto: str, *, sample_rows: int,
+                   on_module_start: Callable[[CompiledModule, dict[str, Any]], None] | None = None,
+                   on_module_end: Callable[[CompiledModule, ModuleResult], None] | None = None) -> None:  # fmt: skip
+    """Rebuild `upto` and every module it reads from on sampled input, through the runner.
 
-    Ingress outputs are limited to `sample_rows`; Asserts pass their input through; modules
-    that act outside (Egress) or on signals (Probe, Regulator) are not replayed, and what
-    reads them is not either. `on_module(module, frame)` runs right after each frame is built.
+    Ingress outputs are limited to `sample_rows`; frames are routed as in a real run, but
+    nothing acts outside or on signals (`run_manifest(frames_only=True)`: no Egress writes,
+    no Assert checks, no Probes). The hooks see each module as the runner does.
     """
-    from aqueduct_dagster.engine import execute_module
-    from aqueduct_dagster.engine.udfs import register_udfs
-
-    needed = {upto, *upstream_nearest_first(manifest, upto)}
-    register_udfs(spark, manifest)
-    outputs: dict[str, dict[str, Any]] = {}
-    for module in manifest.modules.values():
-        if module.id not in needed:
-            continue
-        inputs: dict[str, Any] = {}
-        for edge in module.inputs:
-            published = outputs.get(edge.source) or {}
-            value = published.get(edge.port, published.get("main"))
-            if value is None:
-                break
-            inputs[edge.alias] = value
-        else:
-            if module.type == "Assert" and inputs:
-                outputs[module.id] = {"main": next(iter(inputs.values()))}
-                continue
-            if module.type not in _REPLAYED:
-                continue
-            published = dict(execute_module(spark, module, inputs).outputs)
-            if module.type == "Ingress" and "main" in published:
-                published["main"] = published["main"].limit(sample_rows)
-            outputs[module.id] = published
-            if on_module is not None and "main" in published:
-                on_module(module, published["main"])
-    return {mid: ports["main"] for mid, ports in outputs.items() if "main" in ports}
+    run_manifest(spark, manifest, only=[upto], frames_only=True, sample_rows=sample_rows,
+                 on_module_start=on_module_start, on_module_end=on_module_end)  # fmt: skip
 
 
 def blame_by_replay(spark: Any, manifest: Manifest, surfaced_in: str, error: Mapping[str, Any], *,
@@ -262,8 +237,9 @@ def blame_by_replay(spark: Any, manifest: Manifest, surfaced_in: str, error: Map
     condition = str(error.get("condition") or "")
     raised: list[str] = []
 
-    def act(module: CompiledModule, frame: Any) -> None:
-        if raised:
+    def act(module: CompiledModule, outcome: ModuleResult) -> None:
+        frame = outcome.outputs.get("main")
+        if raised or frame is None:
             return
         try:
             frame.limit(sample_rows * _COLLECT_FACTOR).collect()
@@ -272,7 +248,7 @@ def blame_by_replay(spark: Any, manifest: Manifest, surfaced_in: str, error: Map
                 raised.append(module.id)
 
     try:
-        sampled_frames(spark, manifest, surfaced_in, sample_rows=sample_rows, on_module=act)
+        replay_sampled(spark, manifest, surfaced_in, sample_rows=sample_rows, on_module_end=act)
     except Exception:  # noqa: BLE001 - a module that cannot even be built tells nothing here
         pass
     if not raised:
@@ -348,9 +324,14 @@ def measure_safe_rewrite(spark: Any, manifest: Manifest, found: Blame, *, sample
     if forms is None:
         return replace(found, evidence={"measured": False, "why": f"{fragment!r} is not a CAST or a division"})
     kind, before, after = forms
+    inputs: dict[str, Any] = {}
+
+    def keep_inputs(replayed: CompiledModule, routed: dict[str, Any]) -> None:
+        if replayed.id == module.id:
+            inputs.update(routed)
+
     try:
-        frames = sampled_frames(spark, manifest, module.id, sample_rows=sample_rows)
-        inputs = {edge.alias: frames[edge.source] for edge in module.inputs if edge.source in frames}
+        replay_sampled(spark, manifest, module.id, sample_rows=sample_rows, on_module_start=keep_inputs)
     except Exception as error:  # noqa: BLE001 - the evidence is then missing, and says why
         return replace(found, evidence={"measured": False, "why": f"the sample could not be built: {type(error).__name__}"})
     schemas = {alias: [[f.name, f.dataType.simpleString()] for f in frame.schema.fields] for alias, frame in inputs.items()}

@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,11 +51,17 @@ from aqueduct_dagster.healing.patch import (
 )
 from aqueduct_dagster.healing.policy import ENGINE_CONFIG_ALLOWLIST, SQL_KEYS
 from aqueduct_dagster.healing.redaction import Redactor
+from aqueduct_dagster.settings import current_settings
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
-    """A patch on its way through the gates, with what earlier gates produced."""
+    """A patch on its way through the gates, with what earlier gates produced.
+
+    Frozen: a gate that produces something (the compile gate its Manifest, the sandbox its
+    measured outputs) hands the next gate a new Candidate (`Gate.run`), so what a gate
+    reads is what the gates before it passed, never a half-filled object.
+    """
 
     patch: PatchSpec
     #: The failure being healed; None for a preview or a re-check at apply time.
@@ -89,6 +95,17 @@ class Candidate:
             raise ValueError("a Candidate needs a blueprint_path when it has no FailurePackage")
         return Path(self.package.blueprint_path)
 
+    def compiled(self, gate: str) -> Manifest:
+        """The patched Manifest, for `gate`; GateOrderError if the compile gate has not passed."""
+        if self.manifest is None:
+            raise GateOrderError(f"the {gate} gate judges the compiled patch, and the compile gate has not "
+                                 "passed this candidate", hint="run CompileGate before it")  # fmt: skip
+        return self.manifest
+
+
+class GateOrderError(AqueductError):
+    """A gate ran before the gate that produces what it reads (a wiring error, not the patch's)."""
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -99,11 +116,29 @@ class GateResult:
     escalate: bool = False
 
 
+class Judged(NamedTuple):
+    """A gate's verdict, and the candidate with what the gate produced (the same candidate
+    when it produces nothing, or rejects)."""
+
+    result: GateResult
+    candidate: Candidate
+
+
 class Gate:
+    """A gate overrides `check` when it only judges, `run` when it also produces something
+    that later gates read."""
+
     name = "gate"
 
-    def check(self, candidate: Candidate) -> GateResult:  # pragma: no cover - interface
-        raise NotImplementedError
+    def check(self, candidate: Candidate) -> GateResult:
+        """The verdict alone."""
+        if type(self).run is Gate.run:
+            raise NotImplementedError(f"{type(self).__name__} overrides neither check nor run")
+        return self.run(candidate).result
+
+    def run(self, candidate: Candidate) -> Judged:
+        """The verdict, and the candidate the next gate judges."""
+        return Judged(self.check(candidate), candidate)
 
     def ok(self, message: str = "", *, escalate: bool = False) -> GateResult:
         return GateResult(self.name, True, message, escalate)
@@ -234,36 +269,34 @@ class CompileGate(Gate):
 
     name = "compile"
 
-    def check(self, candidate: Candidate) -> GateResult:
+    def run(self, candidate: Candidate) -> Judged:
         from aqueduct_dagster.blueprint import compile_text
 
         root = candidate.root_path
+        target: PatchTarget | None = None
         try:
             target = route_patch(root, candidate.blueprint_text, candidate.patch)
-            candidate.target = target
-            candidate.patched_text = apply_patch_text(target.text, target.patch)
+            patched_text = apply_patch_text(target.text, target.patch)
             if target.is_root:
-                candidate.manifest = compile_text(candidate.patched_text, source_path=root)
+                manifest = compile_text(patched_text, source_path=root)
             else:  # the sub-Blueprint compiles within the Blueprint that uses it
-                candidate.manifest = compile_text(
-                    candidate.blueprint_text, source_path=root,
-                    file_overrides={target.path: candidate.patched_text},
-                )  # fmt: skip
+                manifest = compile_text(candidate.blueprint_text, source_path=root,
+                                        file_overrides={target.path: patched_text})  # fmt: skip
         except PatchError as error:
-            return self.reject(f"the patch does not apply: {error.message}")
+            return Judged(self.reject(f"the patch does not apply: {error.message}"), candidate)
         except AqueductError as error:
-            foreign = _foreign_file(error, candidate)
+            foreign = _foreign_file(error, candidate, target)
             if foreign is not None:
                 # An Arcade `ref` moved by a context value or a macro made the compiler read a
                 # file the Blueprint never used; its error would quote that file's content.
-                return self.reject(f"the patched blueprint would load the file {foreign}, which the "
-                                   "Blueprint does not use; a patch may not change which Blueprint "
-                                   "files (Arcades) load: a person must")  # fmt: skip
-            return self.reject(f"the patched blueprint does not compile: {error}")
-        return self.ok()
+                return Judged(self.reject(f"the patched blueprint would load the file {foreign}, which the "
+                                          "Blueprint does not use; a patch may not change which Blueprint "
+                                          "files (Arcades) load: a person must"), candidate)  # fmt: skip
+            return Judged(self.reject(f"the patched blueprint does not compile: {error}"), candidate)
+        return Judged(self.ok(), replace(candidate, target=target, patched_text=patched_text, manifest=manifest))
 
 
-def _foreign_file(error: AqueductError, candidate: Candidate) -> str | None:
+def _foreign_file(error: AqueductError, candidate: Candidate, target: PatchTarget | None) -> str | None:
     """The file an error comes from when the unpatched Blueprint does not load it, else None."""
     import os
 
@@ -272,8 +305,8 @@ def _foreign_file(error: AqueductError, candidate: Candidate) -> str | None:
     if not where:
         return None
     known = {os.path.realpath(candidate.root_path)}
-    if candidate.target is not None:
-        known.add(os.path.realpath(candidate.target.path))
+    if target is not None:
+        known.add(os.path.realpath(target.path))
     known |= _blueprint_files(candidate)
     resolved = os.path.realpath(where if os.path.isabs(where) else candidate.root_path.parent / where)
     return None if resolved in known else resolved
@@ -302,38 +335,36 @@ class EffectGate(Gate):
 
     name = "effect"
 
-    def check(self, candidate: Candidate) -> GateResult:
+    def run(self, candidate: Candidate) -> Judged:
         from aqueduct_dagster.blueprint import compile_text
 
-        assert candidate.manifest is not None, "the compile gate runs first"
+        manifest = candidate.compiled(self.name)
         try:
             operator = _operator_guardrails(candidate)
         except AqueductError as error:
-            return self.reject(f"the operator guardrails cannot be read: {error}")
+            return Judged(self.reject(f"the operator guardrails cannot be read: {error}"), candidate)
         root = candidate.root_path
         try:
             base = compile_text(candidate.blueprint_text, source_path=root)
         except AqueductError as error:
-            return self.reject(f"the unpatched blueprint does not compile, so what the patch changes "
-                               f"cannot be judged: {error}")  # fmt: skip
-        candidate.base_manifest = base
+            return Judged(self.reject(f"the unpatched blueprint does not compile, so what the patch changes "
+                                      f"cannot be judged: {error}"), candidate)  # fmt: skip
         policy = EffectPolicy.from_settings(candidate.policy.guardrails, operator)
         before = compiled_effect(base, candidate.base_dir)
-        after = compiled_effect(candidate.manifest, candidate.base_dir)
+        after = compiled_effect(manifest, candidate.base_dir)
         problems = judge_effect(before, after, policy, candidate.base_dir)
         if problems:
             more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:3])})" if len(problems) > 1 else ""
-            return self.reject(problems[0] + more)
-        candidate.effect_checked = candidate.manifest
-        return self.ok()
+            return Judged(self.reject(problems[0] + more), candidate)
+        return Judged(self.ok(), replace(candidate, base_manifest=base, effect_checked=manifest))
 
 
 def _operator_guardrails(candidate: Candidate) -> Any:
     if candidate.operator_guardrails is not None:
         return candidate.operator_guardrails
-    from aqueduct_dagster.config import load_config
-
-    return load_config().agent.guardrails
+    # A caller that passed none (the benchmark, a queue built by hand) still gets the operator's
+    # limits: a forgotten argument must never lift them.
+    return current_settings().config.agent.guardrails
 
 
 class LineageGate(Gate):
@@ -344,17 +375,17 @@ class LineageGate(Gate):
     def check(self, candidate: Candidate) -> GateResult:
         from aqueduct_dagster.blueprint import referenced_columns
 
-        assert candidate.manifest is not None, "the compile gate runs first"
+        manifest = candidate.compiled(self.name)
         package = candidate.package
         if package is None:
             return self.ok("no failure package (no upstream schemas known): skipped")
         known = package.upstream_columns()
-        if not known or package.failed_module not in candidate.manifest.modules:
+        if not known or package.failed_module not in manifest.modules:
             return self.ok("no upstream schemas known: skipped")
-        module = candidate.manifest.module(package.failed_module)
+        module = manifest.module(package.failed_module)
         if not module.sql:
             return self.ok("not a SQL module: skipped")
-        edited_upstream = _edited_upstream(candidate.patch, candidate.manifest, module.id)
+        edited_upstream = _edited_upstream(candidate.patch, manifest, module.id)
         if edited_upstream:
             # The recorded schemas are those of the inputs before the patch changed them.
             return self.ok(f"the patch changes {', '.join(edited_upstream)} upstream: the sandbox judges the reads")
@@ -479,31 +510,33 @@ class SandboxGate(Gate):
         #: Committed Depot values (watermarks): the sandbox reads the slice the run would.
         self.depot_lookup = depot_lookup
 
-    def check(self, candidate: Candidate) -> GateResult:
-        assert candidate.manifest is not None, "the compile gate runs first"
+    def run(self, candidate: Candidate) -> Judged:
+        compiled = candidate.compiled(self.name)
         if candidate.policy.sandbox_mode == "off":
-            return self.ok("sandbox_mode: off")
+            return Judged(self.ok("sandbox_mode: off"), candidate)
         sample = None if candidate.policy.sandbox_mode == "preflight" else self.sample_rows
         try:
-            manifest = _bound(candidate.manifest, self.depot_lookup)
+            manifest = _bound(compiled, self.depot_lookup)
         except AqueductError as error:
-            return self.reject(f"the patched pipeline cannot be prepared for a replay: {error}")
+            return Judged(self.reject(f"the patched pipeline cannot be prepared for a replay: {error}"), candidate)
         refusal = _refuse_unchecked(candidate, manifest)
         if refusal:
-            return self.reject(refusal)
+            return Judged(self.reject(refusal), candidate)
         scratch = Path(tempfile.mkdtemp(prefix="aq-sandbox-", dir=self.scratch_root))
         spark = self.spark_factory()
+        replayed = candidate
         try:
             run = run_on_spark(spark, manifest, sample_rows=sample, scratch=scratch)
             contracts = candidate.package.contracts if candidate.package is not None else {}
             if contracts:  # measured only where there is a last good output to hold it against
-                candidate.sandbox_outputs = _published(run, contracts)
-                candidate.sandbox_whole_input = sample is None or _whole_input(spark, manifest, sample)
+                replayed = replace(candidate, sandbox_outputs=_published(run, contracts),
+                                   sandbox_whole_input=run.result.whole_input())  # fmt: skip
         except Exception as error:  # noqa: BLE001 - any failure of the candidate is a rejection
-            return self.reject(f"the patched pipeline fails on sampled input: {_failure_text(candidate, error)}")
+            message = f"the patched pipeline fails on sampled input: {_failure_text(candidate, error)}"
+            return Judged(self.reject(message), candidate)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return self.ok(f"replayed on {sample or 'all'} input rows per Ingress")
+        return Judged(self.ok(f"replayed on {sample or 'all'} input rows per Ingress"), replayed)
 
 
 def _published(run: ScratchRun, contracts: dict[str, Any]) -> dict[str, OutputProfile]:
@@ -511,16 +544,6 @@ def _published(run: ScratchRun, contracts: dict[str, Any]) -> dict[str, OutputPr
     outcomes = run.result.modules
     return {egress: profile_output(outcomes[egress].outputs["main"])
             for egress in contracts if egress in outcomes and "main" in outcomes[egress].outputs}  # fmt: skip
-
-
-def _whole_input(spark: Any, manifest: Manifest, sample: int) -> bool:
-    """No Ingress holds more rows than the sample: the replay saw all of the input."""
-    for module in manifest.modules.values():
-        if module.type == "Ingress":
-            frame = execute_module(spark, module, {}).outputs.get("main")
-            if frame is not None and frame.limit(sample + 1).count() > sample:
-                return False
-    return True
 
 
 class ContractGate(Gate):
@@ -567,7 +590,7 @@ def _refuse_unchecked(candidate: Candidate, bound: Manifest) -> str | None:
     allowlist runs on the exact (run-token bound) Manifest about to execute.
     """
     if candidate.effect_checked is not candidate.manifest:
-        verdict = EffectGate().check(candidate)
+        verdict, candidate = EffectGate().run(candidate)
         if not verdict.passed:
             return f"not executed: the effect gate rejects the patch: {verdict.message}"
     problems = sql_problems_of(bound, candidate.base_manifest)
@@ -599,14 +622,14 @@ class FullRunGate(Gate):
     def check(self, candidate: Candidate) -> GateResult:
         from aqueduct_dagster.blueprint.depot import uses_depot
 
-        assert candidate.manifest is not None, "the compile gate runs first"
-        if uses_depot(candidate.manifest):
+        compiled = candidate.compiled(self.name)
+        if uses_depot(compiled):
             # Publishing outside a Dagster run could not advance the watermark with the data
             # (the next run would append the same slice again): a person applies it instead.
             return self.reject("the pipeline keeps state in the Depot (watermarks): it is not "
                                "re-run and published outside a Dagster run")  # fmt: skip
         try:
-            manifest = _bound(candidate.manifest)
+            manifest = _bound(compiled)
         except AqueductError as error:
             return self.reject(f"the patched pipeline cannot be prepared for a re-run: {error}")
         refusal = _refuse_unchecked(candidate, manifest)
@@ -627,9 +650,17 @@ class FullRunGate(Gate):
         return self.ok(f"re-ran and published {len(written)} output(s)")
 
 
-def run_gates(candidate: Candidate, gates: Sequence[Gate]) -> list[GateResult]:
-    """Run gates in order, stopping at the first rejection (`escalations` reads what passed
-    but needs a person).
+class GateRun(NamedTuple):
+    """Every verdict, in order, up to the first rejection; and the candidate as the gates that
+    passed left it (its target, patched text and Manifest once the compile gate passed)."""
+
+    results: list[GateResult]
+    candidate: Candidate
+
+
+def run_gates(candidate: Candidate, gates: Sequence[Gate]) -> GateRun:
+    """Run gates in order, each on the candidate the one before produced, stopping at the
+    first rejection (`escalations` reads what passed but needs a person).
 
     A gate that cannot judge a patch (any error of its own) rejects it: the gates fail
     closed, and one hostile patch never aborts the heal that the next proposal could finish.
@@ -637,14 +668,14 @@ def run_gates(candidate: Candidate, gates: Sequence[Gate]) -> list[GateResult]:
     results = []
     for gate in gates:
         try:
-            result = gate.check(candidate)
+            result, candidate = gate.run(candidate)
         except Exception as error:  # noqa: BLE001 - fail closed, keep the heal going
             result = gate.reject(f"the {gate.name} gate could not judge the patch: "
                                  f"{type(error).__name__}: {str(error)[:300]}")  # fmt: skip
         results.append(result)
         if not result.passed:
             break
-    return results
+    return GateRun(results, candidate)
 
 
 def escalations(results: Sequence[GateResult]) -> list[str]:

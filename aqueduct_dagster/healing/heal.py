@@ -107,7 +107,8 @@ class Turn:
     proposal: Proposal
     latency_ms: int
     gate_results: list[GateResult] = field(default_factory=list)
-    #: The candidate the gates judged (its target, patched text and Manifest); None without a patch.
+    #: The candidate as the gates left it (its target, patched text and Manifest once the
+    #: compile gate passed); None without a patch.
     candidate: Candidate | None = None
 
     @property
@@ -163,9 +164,9 @@ def diagnose_and_gate(package: FailurePackage, blueprint_text: str, policy: Agen
                     feedback.append("defer_to_human is not allowed here: propose a patch")
                     continue
                 return Diagnosis("deferred", proposal.patch.deferred.diagnosis, turns, proposal.patch)
-            candidate = Candidate(proposal.patch, package, blueprint_text, policy,
-                                  operator_guardrails=operator_guardrails)  # fmt: skip
-            turn = taken(Turn(diagnoser.name, proposal, latency, run_gates(candidate, gates()), candidate))
+            gated = run_gates(Candidate(proposal.patch, package, blueprint_text, policy,
+                                        operator_guardrails=operator_guardrails), gates())  # fmt: skip
+            turn = taken(Turn(diagnoser.name, proposal, latency, gated.results, gated.candidate))
             rejected = turn.rejected_by
             if rejected is None:
                 escalated = escalations(turn.gate_results)
@@ -291,14 +292,12 @@ class Healer:
         if mode == "auto" and self.settings.spark_factory is not None:
             candidate = Candidate(outcome.patch, package, blueprint_text, policy,
                                   operator_guardrails=self.settings.operator_guardrails)
-            results = run_gates(candidate, [CompileGate(), EffectGate(), FullRunGate(self.settings.spark_factory)])
+            results, candidate = run_gates(candidate, [CompileGate(), EffectGate(),
+                                                       FullRunGate(self.settings.spark_factory)])  # fmt: skip
             outcome = replace(outcome, gate_results=outcome.gate_results + results)
             if all(r.passed for r in results):
-                if candidate.target is None:
-                    outcome = self._for_target(outcome)
-                target = candidate.target or outcome.target
-                assert target is not None
-                patched = candidate.patched_text or apply_patch_text(target.text, target.patch)
+                target, patched = candidate.target, candidate.patched_text
+                assert target is not None and patched is not None, "set by the compile gate"
                 # The same locked, journaled path as a reviewer's apply; refused if the file changed meanwhile.
                 try:
                     revision = self._queue().apply_change(

@@ -284,3 +284,60 @@ def test_a_raw_java_error_from_an_action_keeps_the_fragment_blame_needs(spark, t
     error = extract_spark_error(Py4JJavaError("An error occurred while calling o123.save.\n", java_throwable))
     assert error.condition == "CAST_INVALID_INPUT"
     assert blame.fault_fragment(error.to_dict()) == "CAST(amount AS DECIMAL(12, 2))"
+
+
+@pytest.mark.spark
+def test_the_replay_builds_frames_and_neither_checks_nor_writes(spark, tmp_path):
+    """Blame replays through the runner (`frames_only`): an Assert that would block and the
+    Egress that would write are passed through, and the hooks see what was routed."""
+    data = tmp_path / "picks.csv"
+    data.write_text("pick_id,site,qty\nP1,AMS,2\nP2,RTM,3\nP3,AMS,4\n")
+    path = tmp_path / "picks_bp.yml"
+    path.write_text(BLUEPRINT.replace("/data/picks.csv", str(data)).replace("/out/units", str(tmp_path / "out"))
+                    .replace("MIN(units) > 0", "MIN(units) > 1000"))  # fmt: skip
+    started, ended = {}, []
+    blame.replay_sampled(spark, blame.bound_for_replay(compile_blueprint(path)), "units_out", sample_rows=2,
+                         on_module_start=lambda module, inputs: started.update({module.id: sorted(inputs)}),
+                         on_module_end=lambda module, outcome: ended.append(module.id))  # fmt: skip
+    assert ended == ["picks", "typed_picks", "units_per_site"]
+    assert started == {"picks": [], "typed_picks": ["picks"], "units_per_site": ["typed_picks"],
+                       "units_quality": ["units_per_site"], "units_out": ["units_quality"]}  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+GATED = """
+aqueduct: "1.0"
+id: gated
+name: Gated
+modules:
+  - {id: raw, type: Ingress, config: {table: blame_gated_orders}}
+  - id: approval
+    type: Probe
+    attach_to: raw
+    config: {signals: [{type: threshold, id: approved, expr: "1 = 2"}]}
+  - {id: gate, type: Regulator, config: {on_block: abort}}
+  - {id: doubled, type: Channel, config: {op: sql, query: "SELECT order_id * 2 AS order_id FROM gate"}}
+edges:
+  - {from: raw, to: gate}
+  - {from: approval, to: gate, port: signal}
+  - {from: gate, to: doubled}
+"""
+
+
+@pytest.mark.spark
+def test_the_replay_runs_no_probe_so_a_closed_regulator_does_not_stop_it(spark):
+    """A real run stops at the closed Regulator; blame's replay evaluates no signal, so the
+    Regulator is passive and the modules behind it are rebuilt (and can be blamed)."""
+    from aqueduct_dagster.blueprint import compile_text
+    from aqueduct_dagster.engine.errors import ModuleFailed
+    from aqueduct_dagster.engine.runner import run_manifest
+
+    spark.createDataFrame([(1,), (2,), (3,)], "order_id BIGINT").createOrReplaceTempView("blame_gated_orders")
+    manifest = compile_text(GATED)
+    with pytest.raises(ModuleFailed, match="AQ_REGULATOR_BLOCKED"):
+        run_manifest(spark, manifest, only=["doubled"], sample_rows=2)
+    built = {}
+    blame.replay_sampled(spark, manifest, "doubled", sample_rows=2,
+                         on_module_end=lambda module, outcome: built.update({module.id: outcome.outputs}))  # fmt: skip
+    assert list(built) == ["raw", "gate", "doubled"]
+    assert sorted(r.order_id for r in built["doubled"]["main"].collect()) in ([2, 4], [2, 6], [4, 6])

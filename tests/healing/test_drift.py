@@ -1,5 +1,5 @@
 """Drift against the last good run: the evidence (healing/drift.py) and the rules that act on
-it only where it admits one reading (healing/rules.py), deferring with the evidence otherwise."""
+it only where it admits one reading (healing/rules/drift_evidence.py), deferring with the evidence otherwise."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ marker file appear: the attack is real, so its absence after the gates means som
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from aqueduct_dagster.blueprint import compile_text
@@ -90,8 +92,8 @@ REFLECTION_QUERIES = [
 def test_control_the_transform_really_runs_without_the_gates(spark, project):
     tmp_path, _ = project
     marker = tmp_path / "CONTROL_MARKER"
-    c = candidate(project, transform_query(marker))
-    assert CompileGate().check(c).passed
+    verdict, c = CompileGate().run(candidate(project, transform_query(marker)))
+    assert verdict.passed
     try:
         run_on_spark(run_session(spark), c.manifest, sample_rows=None, scratch=tmp_path / "scratch")
     except Exception:  # noqa: BLE001 - only whether the process ran matters
@@ -102,7 +104,7 @@ def test_control_the_transform_really_runs_without_the_gates(spark, project):
 def test_transform_is_rejected_before_the_sandbox_and_never_runs(spark, project):
     tmp_path, _ = project
     marker = tmp_path / "MARKER"
-    results = run_gates(candidate(project, transform_query(marker)), all_gates(spark))
+    results = run_gates(candidate(project, transform_query(marker)), all_gates(spark)).results
     assert [r.gate for r in results] == ["guardrails", "compile", "effect"]
     assert not results[-1].passed and "script transform" in results[-1].message
     assert not marker.exists()
@@ -112,7 +114,7 @@ def test_the_sandbox_refuses_a_manifest_the_effect_gate_did_not_pass(spark, proj
     tmp_path, _ = project
     marker = tmp_path / "MARKER"
     c = candidate(project, transform_query(marker))
-    results = run_gates(c, [CompileGate(), SandboxGate(lambda: run_session(spark), sample_rows=10)])
+    results = run_gates(c, [CompileGate(), SandboxGate(lambda: run_session(spark), sample_rows=10)]).results
     assert [r.gate for r in results] == ["compile", "sandbox"]
     assert not results[-1].passed and "not executed" in results[-1].message
     assert not marker.exists()
@@ -121,9 +123,9 @@ def test_the_sandbox_refuses_a_manifest_the_effect_gate_did_not_pass(spark, proj
 def test_the_sandbox_rechecks_sql_even_when_told_it_was_checked(spark, project):
     tmp_path, _ = project
     marker = tmp_path / "MARKER"
-    c = candidate(project, transform_query(marker))
-    assert CompileGate().check(c).passed
-    c.effect_checked = c.manifest  # a caller that lies (or a bug) cannot get it executed
+    verdict, c = CompileGate().run(candidate(project, transform_query(marker)))
+    assert verdict.passed
+    c = dataclasses.replace(c, effect_checked=c.manifest)  # a caller that lies (or a bug) cannot get it executed
     result = SandboxGate(lambda: run_session(spark), sample_rows=10).check(c)
     assert not result.passed and "script transform" in result.message
     assert not marker.exists()
@@ -132,20 +134,20 @@ def test_the_sandbox_rechecks_sql_even_when_told_it_was_checked(spark, project):
 @pytest.mark.parametrize("query", REFLECTION_QUERIES, ids=["java_method", "reflect-cast", "try_reflect"])
 def test_reflection_never_runs_and_the_secret_is_in_no_message(spark, project, query):
     c = candidate(project, query)
-    results = run_gates(c, all_gates(spark))
+    results = run_gates(c, all_gates(spark)).results
     assert not results[-1].passed and results[-1].gate == "effect", results
     assert any(name in results[-1].message for name in ("reflect()", "java_method()", "assert_true()"))
     assert all(SECRET not in r.message for r in results)
     # and the sandbox on its own refuses too, before Spark sees the query
-    lone = candidate(project, query)
-    assert CompileGate().check(lone).passed
+    verdict, lone = CompileGate().run(candidate(project, query))
+    assert verdict.passed
     result = SandboxGate(lambda: run_session(spark), sample_rows=10).check(lone)
     assert not result.passed and SECRET not in result.message
 
 
 def test_a_good_patch_still_passes_the_sandbox_and_writes_only_scratch(spark, project):
     tmp_path, _ = project
-    results = run_gates(candidate(project, "SELECT id, amount * 2 AS amount FROM raw"), all_gates(spark))
+    results = run_gates(candidate(project, "SELECT id, amount * 2 AS amount FROM raw"), all_gates(spark)).results
     assert [r.gate for r in results] == ["guardrails", "compile", "effect", "lineage", "sandbox"]
     assert all(r.passed for r in results), results
     assert not (tmp_path / "data" / "out").exists()
@@ -163,9 +165,8 @@ def test_sandbox_writes_no_catalog_table_and_no_outside_checkpoint(spark, projec
     assert "sbx_registered_out" in text
     blueprint.write_text(text)
     manifest = compile_text(text, source_path=str(blueprint))
-    c = candidate(project, "SELECT id, amount + 1 AS amount FROM raw")
-    c.blueprint_text = text
-    results = run_gates(c, all_gates(spark))
+    c = dataclasses.replace(candidate(project, "SELECT id, amount + 1 AS amount FROM raw"), blueprint_text=text)
+    results = run_gates(c, all_gates(spark)).results
     assert all(r.passed for r in results), results
     assert manifest.modules["out"].spec.config.register_as_table == "sbx_registered_out"
     session = run_session(spark)
@@ -178,7 +179,7 @@ def test_the_full_run_refuses_an_unchecked_manifest_before_starting_spark(spark,
     marker = tmp_path / "MARKER"
     started = []
     c = candidate(project, transform_query(marker))
-    results = run_gates(c, [CompileGate(), FullRunGate(lambda: started.append(1) or run_session(spark))])
+    results = run_gates(c, [CompileGate(), FullRunGate(lambda: started.append(1) or run_session(spark))]).results
     assert not results[-1].passed and "script transform" in results[-1].message
     assert not started and not marker.exists()
 
@@ -190,7 +191,7 @@ def test_a_sandbox_failure_on_a_data_value_names_the_module_but_not_the_value(sp
     (tmp_path / "data" / "in.csv").write_text("id,amount\n1,10\n2,QX-77341-ZZ\n")
     c = candidate(project, "SELECT id, CAST(amount AS INT) AS amount FROM raw")
     spark.conf.set("spark.sql.ansi.enabled", "true")
-    results = run_gates(c, all_gates(spark))
+    results = run_gates(c, all_gates(spark)).results
 
     rejected = results[-1]
     assert rejected.gate == "sandbox" and not rejected.passed, results
