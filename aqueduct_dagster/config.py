@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from aqueduct_dagster.env_files import load_dotenv_beside, resolve_engine_block
 from aqueduct_dagster.errors import ConfigError, SourceLocation
 
 
@@ -83,11 +84,78 @@ class StoresSettings(Loose):
     observability: RelationalStore = Field(default_factory=RelationalStore)
 
 
+class WebhookEndpoint(BaseModel):
+    """One endpoint of aqueduct.yml `webhooks:` (the peer's endpoint model).
+
+    `payload` is a template: `${run_id}`, `${blueprint_id}`, ... are filled in per event
+    (dagster/hooks.py lists them); in `url` and `headers`, other `${NAME}`s and
+    `@aq.secret('NAME')` read the environment when the request is sent.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] | None = None
+    timeout: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    backoff_seconds: float = Field(default=0.5, gt=0)
+    #: HMAC-SHA256 key: the body's digest goes in X-Aqueduct-Signature.
+    secret: str | None = None
+    #: How the peer's `aqueduct doctor` probes the endpoint; accepted, unused here.
+    health_probe: Literal["connect", "options", "full"] = "options"
+
+
+def _endpoint_list(value: Any) -> Any:
+    """A URL, one endpoint or a list of either -> a list of endpoints."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [{"url": item} if isinstance(item, str) else item for item in items]
+
+
+Endpoints = Annotated[list[WebhookEndpoint], BeforeValidator(_endpoint_list)]
+
+
+class WebhookSettings(Loose):
+    """aqueduct.yml `webhooks:`: the operator's alerts, sent whatever the Blueprints declare.
+
+    Each event takes a URL, an endpoint or a list of them. The peer's names are accepted:
+    on_failure, on_success, on_patch_pending and on_defer.
+    """
+
+    run_failed: Endpoints = Field(default_factory=list, validation_alias=AliasChoices("run_failed", "on_failure"))
+    run_succeeded: Endpoints = Field(default_factory=list, validation_alias=AliasChoices("run_succeeded", "on_success"))
+    patch_staged: Endpoints = Field(
+        default_factory=list, validation_alias=AliasChoices("patch_staged", "on_patch_pending")
+    )
+    patch_applied: Endpoints = Field(default_factory=list)
+    patch_rejected: Endpoints = Field(default_factory=list)
+    heal_deferred: Endpoints = Field(default_factory=list, validation_alias=AliasChoices("heal_deferred", "on_defer"))
+
+    def endpoints(self, event: str) -> list[WebhookEndpoint]:
+        """The endpoints of `event`; a deferral without its own goes where staged patches go."""
+        chosen = getattr(self, event)
+        if event == "heal_deferred" and not chosen:
+            return self.patch_staged
+        return chosen
+
+
+class DangerSettings(Loose):
+    """aqueduct.yml `danger:`: what an operator must switch on, never a Blueprint."""
+
+    #: Run `command:` entries of Blueprint hooks (argv split like a shell, no shell).
+    allow_command_hooks: bool = False
+
+
 class AqueductConfig(Loose):
     aqueduct_config: str | None = None
     agent: AgentConnection = Field(default_factory=AgentConnection)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     stores: StoresSettings = Field(default_factory=StoresSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    danger: DangerSettings = Field(default_factory=DangerSettings)
     state_dir: str = ".aqueduct"
     patches_dir: str = "patches"
     #: Folders a staged patch may edit Blueprints under (default: the folder the code location
@@ -95,20 +163,6 @@ class AqueductConfig(Loose):
     #: working directory, like state_dir.
     blueprint_roots: list[str] | None = None
     source_path: str | None = None
-
-    @property
-    def blueprint_root_paths(self) -> list[Path]:
-        """The Blueprint roots, absolute with symlinks resolved."""
-        roots = self.blueprint_roots or [os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints"]
-        return [Path(root).expanduser().resolve() for root in roots]
-
-    @property
-    def state_path(self) -> Path:
-        return Path(os.environ.get("AQUEDUCT_STATE_DIR") or self.state_dir)
-
-    @property
-    def patches_path(self) -> Path:
-        return Path(os.environ.get("AQUEDUCT_PATCHES_DIR") or self.patches_dir)
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
@@ -131,13 +185,16 @@ def resolve_setting(value: str | None, env: dict[str, str] | None = None) -> str
 
 
 def load_config(path: str | Path | None = None) -> AqueductConfig:
-    """Load `aqueduct.yml` (AQUEDUCT_CONFIG, else ./aqueduct.yml); defaults when absent."""
-    chosen = Path(path or os.environ.get("AQUEDUCT_CONFIG") or "aqueduct.yml")
+    """Read the aqueduct.yml at `path` (which must exist), else ./aqueduct.yml when there is one,
+    else defaults. Which file is chosen (AQUEDUCT_CONFIG) is `Settings.resolve`'s business."""
+    chosen = Path(path or "aqueduct.yml")
     if not chosen.is_file():
-        if path or os.environ.get("AQUEDUCT_CONFIG"):
+        if path:
             raise ConfigError(f"config file '{chosen}' does not exist", hint="fix AQUEDUCT_CONFIG or the --config path")
         return AqueductConfig()
+    load_dotenv_beside(chosen)  # before anything reads the environment, as in the peer
     data = _read_config(chosen)
+    resolve_engine_block(data, str(chosen))
     _check_known_keys(data, str(chosen))
     try:
         config = AqueductConfig.model_validate(data)
@@ -171,6 +228,9 @@ PEER_KEYS: dict[tuple[str, ...], frozenset[str]] = {
         "same_signature_overall", "progress_stalled_window",
     }),
     ("stores",): frozenset({"observability", "depots", "blob", "benchmark"}),
+    ("danger",): frozenset({
+        "allow_full_preflight", "allow_full_probe_actions", "allow_multi_patch", "allow_skip_sandbox",
+    }),
 }  # fmt: skip
 
 
@@ -214,7 +274,7 @@ def _declared_keys(model: type[BaseModel]) -> set[str]:
 def _check_known_keys(data: _Located, source: str) -> None:
     """Unknown keys are typos: an error naming the key, its place and the closest known key.
 
-    Checked: the top level, `agent`, `agent.budget` and `stores` (the models' own fields plus
+    Checked: the top level, `agent`, `agent.budget`, `stores`, `webhooks` and `danger` (the models' own fields plus
     the peer's documented keys). Engine sections stay open: `engine.<name>` belongs to engines
     this project may not know.
     """
@@ -222,7 +282,7 @@ def _check_known_keys(data: _Located, source: str) -> None:
 
     models: dict[tuple[str, ...], type[BaseModel]] = {
         (): AqueductConfig, ("agent",): AgentConnection, ("agent", "budget"): AgentBudget,
-        ("stores",): StoresSettings,
+        ("stores",): StoresSettings, ("webhooks",): WebhookSettings, ("danger",): DangerSettings,
     }  # fmt: skip
     for path, model in models.items():
         section: Any = data

@@ -210,13 +210,13 @@ class CaseRunner:
             result.note = f"no patch; {said}"
 
     def _apply(self, summary: dict[str, Any]) -> None:
-        from aqueduct_dagster.config import load_config
         from aqueduct_dagster.healing.heal import PatchQueue
+        from aqueduct_dagster.settings import current_settings
 
         pending = summary.get("pending_path")
         if pending and Path(pending).is_file():
             self.result.patch_diff = json.loads(Path(pending).read_text()).get("diff", "")
-        PatchQueue.from_config(load_config()).apply(summary["patch_id"])
+        PatchQueue.from_settings(current_settings()).apply(summary["patch_id"])
 
     def _apply_reference(self) -> None:
         path = self.blueprints / f"{self.case.name}.yml"

@@ -9,7 +9,8 @@ import click
 
 from aqueduct_dagster.cli.boundary import EXIT_BAD_INPUT, EXIT_FAILED
 from aqueduct_dagster.cli.common import context_overrides
-from aqueduct_dagster.engine.session import create_base_session, run_session
+from aqueduct_dagster.engine.session import run_session
+from aqueduct_dagster.settings import current_settings
 from aqueduct_dagster.testing import find_aqtests, run_aqtest_file
 
 
@@ -24,7 +25,7 @@ def test_command(paths: tuple[Path, ...], blueprint: Path | None, ctx: tuple[str
     if not files:
         click.secho("no *.aqtest.yml files found", fg="red", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    spark = run_session(create_base_session(app_name="aqueduct-test"))
+    spark = run_session(current_settings().base_session(app_name="aqueduct-test"))
     passed = failed = 0
     for file in files:
         click.echo(f"{file}", err=True)

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import click
 
-from aqueduct_dagster.config import load_config
-from aqueduct_dagster.engine.session import create_base_session
 from aqueduct_dagster.errors import AqueductError, ConfigError
 from aqueduct_dagster.healing.benchmark import (
     RULES,
@@ -23,6 +21,7 @@ from aqueduct_dagster.healing.benchmark import (
     llm_connection,
     run_benchmark,
 )
+from aqueduct_dagster.settings import Settings
 from aqueduct_dagster.stores import default_store
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 1, 2, 3
@@ -57,19 +56,18 @@ def benchmark_command(path: Path, healers: tuple[str, ...], models: tuple[str, .
     chosen = ([RULES] if healers or not models else []) + list(models)
     run_id = uuid.uuid4().hex[:12]
     try:
-        config = load_config(config_path)
-        connection = config.agent.model_copy(deep=True)
+        settings = Settings.resolve(config_path=config_path)
+        connection = settings.config.agent.model_copy(deep=True)
         if base_url:
             connection.base_url = base_url
         if timeout is not None:
             connection.timeout = timeout
         for model in models:
             llm_connection(model, connection)  # a malformed --model is bad input before any work
-        spark = _spark(config) if execute else None
+        spark = settings.base_session(app_name="aqueduct-benchmark") if execute else None
         store = None
         if not no_store:
-
-            store = default_store(config.state_path, config=config)
+            store = default_store(settings.state_dir, settings.config)
         reports = [
             run_benchmark(path, healer=healer, connection=connection, execute=execute, spark=spark,
                           store=store, progress=lambda line: click.echo(line, err=True), run_id=run_id)  # fmt: skip
@@ -96,7 +94,3 @@ def benchmark_command(path: Path, healers: tuple[str, ...], models: tuple[str, .
                             fg="red", err=True)  # fmt: skip
             sys.exit(EXIT_FAILED)
 
-
-def _spark(config):
-    return create_base_session(master=config.engine.spark.master_url, app_name="aqueduct-benchmark",
-                               state_dir=config.state_path)  # fmt: skip

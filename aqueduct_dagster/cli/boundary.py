@@ -11,7 +11,6 @@ bug: rerun with AQUEDUCT_DEBUG=1 for the traceback).
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import click
 
 from aqueduct_dagster.errors import AqueductError, ConfigError, EngineError, EnvironmentProblem
+from aqueduct_dagster.settings import debug_enabled
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 1, 2, 3, 4
 
@@ -72,7 +72,7 @@ class Boundary(click.Group):
 
 
 def _report(error: BaseException) -> None:
-    if os.environ.get("AQUEDUCT_DEBUG"):
+    if debug_enabled():
         traceback.print_exception(error)
     click.secho(f"error: {describe(error)}", fg="red", err=True)
     sys.exit(exit_code_for(error))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,9 +63,8 @@ def blueprint_files(path: Path) -> Iterator[tuple[Path, str | None]]:
         yield file, None
 
 
-def known_blueprint_ids() -> list[str]:
+def known_blueprint_ids(folder: Path) -> list[str]:
     """Ids of the Blueprint files in the blueprints folder (unreadable files are passed over)."""
-    folder = Path(os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints")
     ids = []
     if folder.is_dir():
         for path, skipped in blueprint_files(folder):

@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,14 @@ import dagster as dg
 from pyspark import SparkContext
 
 from aqueduct_dagster.blueprint import compile_blueprint
-from aqueduct_dagster.config import load_config, resolve_setting
+from aqueduct_dagster.config import AqueductConfig, resolve_setting
 from aqueduct_dagster.dagster.factory import find_blueprint_files
+from aqueduct_dagster.engine.connect_server import find_java
 from aqueduct_dagster.engine.jars import jars_dir, missing_jars
-from aqueduct_dagster.engine.session import connect_url_of, create_base_session, is_connect
+from aqueduct_dagster.engine.session import connect_url_of, is_connect
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.redaction import SECRET_TOKEN
+from aqueduct_dagster.settings import Settings, current_settings
 from aqueduct_dagster.stores import DuckDBStore, PostgresStore, default_store
 
 EXIT_ENVIRONMENT = 3
@@ -67,13 +68,13 @@ def _one_line(error: BaseException | str) -> str:
 # --------------------------------------------------------------------------- checks
 
 
-def check_config(config_path: Path | None):
+def check_config(config_path: Path | None) -> tuple[CheckResult, Settings | None]:
     try:
-        config = load_config(config_path)
+        settings = Settings.resolve(config_path=config_path)
     except AqueductError as error:
         return CheckResult("FAIL", "config", _one_line(error)), None
-    source = config.source_path or "no aqueduct.yml here: defaults"
-    return CheckResult("ok", "config", source), config
+    source = str(settings.config_path or "no aqueduct.yml here: defaults")
+    return CheckResult("ok", "config", source), settings
 
 
 def check_blueprints(folder: Path) -> tuple[list[CheckResult], list]:
@@ -108,7 +109,7 @@ def check_inputs(manifests: list) -> list[CheckResult]:
     results = []
     for manifest in manifests:
         for module in manifest.modules.values():
-            path = getattr(module.config, "path", None) if module.type == "Ingress" else None
+            path = getattr(module.config, "path", None) if module.reads_source else None
             if not path:
                 continue
             name = f"{manifest.blueprint_id}.{module.id}"
@@ -130,17 +131,8 @@ def check_inputs(manifests: list) -> list[CheckResult]:
     return results
 
 
-def _java_executable() -> tuple[str | None, str]:
-    """The java Spark will use (JAVA_HOME first, as spark-class does) and where it came from."""
-    home = os.environ.get("JAVA_HOME")
-    if home:
-        candidate = Path(home) / "bin" / "java"
-        return (str(candidate) if candidate.is_file() else None), f"JAVA_HOME={home}"
-    return shutil.which("java"), "PATH"
-
-
 def check_java() -> CheckResult:
-    java, source = _java_executable()
+    java, source = find_java()
     if java is None:
         return CheckResult("FAIL", "java", f"no java executable ({source}); install Java 17 or 21 and set JAVA_HOME")
     try:
@@ -157,9 +149,9 @@ def check_java() -> CheckResult:
     return CheckResult("ok", "java", f"Java {version} ({java})")
 
 
-def check_jars() -> CheckResult:
+def check_jars(settings: Settings | None = None) -> CheckResult:
     try:
-        folder = jars_dir()
+        folder = jars_dir((settings or current_settings()).jars_dir)
     except AqueductError as error:
         return CheckResult("FAIL", "jars", _one_line(error))
     missing = missing_jars(folder)
@@ -171,15 +163,12 @@ def check_jars() -> CheckResult:
     return CheckResult("ok", "jars", f"{len(list(folder.glob('*.jar')))} jars in {folder} ({delta[0]})")
 
 
-def check_spark(config) -> CheckResult:
-
-
+def check_spark(settings: Settings) -> CheckResult:
     reused = SparkContext._active_spark_context is not None
-    master = config.engine.spark.master_url if config is not None else None
     started = time.perf_counter()
     session = None
     try:
-        session = create_base_session(master=master, app_name="aqueduct-doctor")
+        session = settings.base_session(app_name="aqueduct-doctor")
         if is_connect(session):
             reused = True  # a session on a server others use: never the doctor's to stop
             how = f"Spark Connect server {connect_url_of(session)}"
@@ -196,9 +185,9 @@ def check_spark(config) -> CheckResult:
     return CheckResult("ok", "spark", f"{how}; range(1).count() = {count} in {seconds:.1f} s")
 
 
-def check_store(config) -> CheckResult:
+def check_store(settings: Settings) -> CheckResult:
     try:
-        store = default_store(config=config)
+        store = default_store(settings.state_dir, settings.config)
         if isinstance(store, PostgresStore):
             return CheckResult("ok", "store", f"{store.description} ({store.check_connection()})")
         if isinstance(store, DuckDBStore):
@@ -263,8 +252,7 @@ def _public(url: str) -> str:
     return parts._replace(netloc=netloc, query="", fragment="").geturl()
 
 
-def check_dagster() -> CheckResult:
-    home = os.environ.get("DAGSTER_HOME")
+def check_dagster(home: Path | None) -> CheckResult:
     if not home:
         return CheckResult("FAIL", "dagster", "DAGSTER_HOME is not set: runs would go to a temporary instance "
                            "the sensors never see; export DAGSTER_HOME (make dev uses .dagster_home)")  # fmt: skip
@@ -285,13 +273,16 @@ def check_dagster() -> CheckResult:
     return CheckResult("ok", "dagster", f"DAGSTER_HOME={home} ({storage}{yaml_note})")
 
 
-def run_checks(blueprints: Path, config_path: Path | None, spark: bool) -> Iterator[CheckResult]:
-    config_result, config = check_config(config_path)
+def run_checks(blueprints: Path | None, config_path: Path | None, spark: bool) -> Iterator[CheckResult]:
+    """`blueprints` default to the settings' folder (AQUEDUCT_BLUEPRINTS_DIR, else blueprints)."""
+    config_result, loaded = check_config(config_path)
     yield config_result
-    blueprint_results, manifests = check_blueprints(blueprints)
+    # A broken aqueduct.yml is reported above; the other checks go on with the environment and defaults.
+    settings = loaded or Settings.resolve(config=AqueductConfig())
+    blueprint_results, manifests = check_blueprints(blueprints or settings.blueprints_dir)
     yield from blueprint_results
     yield from check_inputs(manifests)
-    java, jars = check_java(), check_jars()
+    java, jars = check_java(), check_jars(settings)
     yield java
     yield jars
     if not spark:
@@ -299,14 +290,14 @@ def run_checks(blueprints: Path, config_path: Path | None, spark: bool) -> Itera
     elif "FAIL" in (java.status, jars.status):
         yield CheckResult("skip", "spark", "needs Java and the jars (see above)")
     else:
-        yield check_spark(config)
-    if config is None:
+        yield check_spark(settings)
+    if loaded is None:
         yield CheckResult("skip", "store", "aqueduct.yml did not load")
         yield CheckResult("skip", "llm", "aqueduct.yml did not load")
     else:
-        yield check_store(config)
-        yield check_llm(config)
-    yield check_dagster()
+        yield check_store(loaded)
+        yield check_llm(loaded.config)
+    yield check_dagster(settings.dagster_home)
 
 
 # --------------------------------------------------------------------------- command
@@ -323,9 +314,8 @@ def run_checks(blueprints: Path, config_path: Path | None, spark: bool) -> Itera
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document.")
 def doctor_command(blueprints: Path | None, config_path: Path | None, no_spark: bool, as_json: bool) -> None:
     """Check this machine: Blueprints, inputs, Java, jars, Spark, stores, LLM, Dagster."""
-    folder = blueprints or Path(os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints")
     results = []
-    for result in run_checks(folder, config_path, spark=not no_spark):
+    for result in run_checks(blueprints, config_path, spark=not no_spark):
         results.append(result)
         if not as_json:
             click.secho(result.line(), fg={"ok": "green", "FAIL": "red"}.get(result.status))

@@ -12,6 +12,7 @@ from aqueduct_dagster.cli.common import echo_json
 from aqueduct_dagster.cli.instance import dagster_instance
 from aqueduct_dagster.dagster.healing import aqueduct_heal_job
 from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.settings import current_settings
 
 #: Heal outcomes that are a success of the command: something was staged, applied or handed
 #: on, or there was nothing to heal (skipped).
@@ -32,7 +33,7 @@ def heal(run_id: str | None, job: str | None, as_json: bool) -> None:
 
     if run_id is None and job is None:
         raise click.UsageError("give --run-id or --latest-failure JOB")
-    instance = dagster_instance()
+    instance = dagster_instance(current_settings().dagster_home)
     if run_id is None:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
         if not runs:

@@ -5,7 +5,6 @@ Its own module so the commands that need no instance (validate, compile, lineage
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -13,9 +12,9 @@ import dagster as dg
 from aqueduct_dagster.errors import EnvironmentProblem
 
 
-def dagster_instance():
-    """The Dagster instance of DAGSTER_HOME; a clean environment error when there is none."""
-    home = os.environ.get("DAGSTER_HOME")
+def dagster_instance(home: Path | None):
+    """The Dagster instance of DAGSTER_HOME (`Settings.dagster_home`, passed in); a clean
+    environment error when there is none. Dagster reads the same variable to open it."""
     if not home:
         raise EnvironmentProblem(
             "DAGSTER_HOME is not set, so there is no Dagster instance to read runs from or "

@@ -13,6 +13,7 @@ import click
 
 from aqueduct_dagster.engine.jars import fetch_jars, jars_dir
 from aqueduct_dagster.errors import ConfigError, EnvironmentProblem
+from aqueduct_dagster.settings import current_settings
 
 
 @click.group("jars")
@@ -41,6 +42,6 @@ def jars_fetch(dest: Path | None, offline: bool) -> None:
 def jars_path() -> None:
     """Print the jars folder runs use (exit 3 when it holds no jars)."""
     try:
-        click.echo(jars_dir())
+        click.echo(jars_dir(current_settings().jars_dir))
     except ConfigError as error:  # missing jars are this machine's state, not bad input
         raise EnvironmentProblem(error.message, hint=error.hint) from None

@@ -10,12 +10,12 @@ import click
 
 from aqueduct_dagster.cli.common import echo_json
 from aqueduct_dagster.cli.preview import preview_command
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.healing.heal import PatchQueue
+from aqueduct_dagster.settings import current_settings
 
 
 def _queue() -> PatchQueue:
-    return PatchQueue.from_config(load_config())
+    return PatchQueue.from_settings(current_settings())
 
 
 @click.group()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.errors import AqueductError, ConfigError
 from aqueduct_dagster.healing.preview import PreviewInputError, preview_patch
+from aqueduct_dagster.settings import current_settings
 
 EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
@@ -32,12 +32,12 @@ _ORDER = ("guardrails", "compile", "effect", "lineage", "sandbox")
 def preview_command(patch_file: Path, blueprint: Path, sandbox: bool, as_json: bool) -> None:
     """Judge a patch file with the gates; nothing is staged or written."""
     try:
-        config = load_config()
+        settings = current_settings()
     except ConfigError as error:
         click.secho(f"error: {error}", fg="red", err=True)
         sys.exit(EXIT_ENVIRONMENT)
     try:
-        report = preview_patch(patch_file, blueprint, sandbox=sandbox, config=config)
+        report = preview_patch(patch_file, blueprint, sandbox=sandbox, settings=settings)
     except PreviewInputError as error:
         click.secho(f"error: {error}", fg="red", err=True)
         sys.exit(EXIT_BAD_INPUT)

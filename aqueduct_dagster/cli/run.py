@@ -25,12 +25,12 @@ from aqueduct_dagster.blueprint import compile_blueprint
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.cli.common import context_overrides
 from aqueduct_dagster.cli.instance import dagster_instance
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.dagster import build_definitions
 from aqueduct_dagster.dagster.factory import find_blueprint_files, job_name_for
 from aqueduct_dagster.dagster.loading import compile_folder
 from aqueduct_dagster.dagster.translator import is_dagster_tag_key, safe_name
 from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.settings import Settings, current_settings
 
 #: The Dagster logger key that prints the run's progress.
 _PROGRESS_LOGGER = "aqueduct_progress"
@@ -53,14 +53,15 @@ def run_command(target: str, ctx: tuple[str, ...], profile: str | None, tags: tu
 
     overrides = context_overrides(ctx)
     run_tags = _run_tags(tags)
-    load_config()  # a bad aqueduct.yml is bad input (exit 2), not a failed first step
-    manifest = _manifest_for(target, overrides, profile)
-    job = build_definitions(manifests=[manifest], strict=True).resolve_job_def(job_name_for(manifest))
+    settings = current_settings()  # a bad aqueduct.yml is bad input (exit 2), not a failed first step
+    manifest = _manifest_for(target, overrides, profile, settings.blueprints_dir)
+    definitions = build_definitions(manifests=[manifest], strict=True, settings=settings)
+    job = definitions.resolve_job_def(job_name_for(manifest))
     steps = _step_modules(manifest)
     progress = _Progress(steps)
     job = job.with_logger_defs({_PROGRESS_LOGGER: progress.logger_definition()})
     with ExitStack() as stack:
-        instance, temporary = _instance()
+        instance, temporary = _instance(settings)
         stack.callback(instance.dispose)
         click.echo(f"run {manifest.blueprint_id} ({len(manifest.modules)} modules) from {manifest.source_path}")
         started = time.monotonic()
@@ -96,7 +97,7 @@ def _run_tags(pairs: tuple[str, ...]) -> dict[str, str]:
     return tags
 
 
-def _manifest_for(target: str, overrides: dict[str, str], profile: str | None) -> Any:
+def _manifest_for(target: str, overrides: dict[str, str], profile: str | None, folder: Path) -> Any:
     """The compiled Blueprint TARGET names: a file, else a job of the blueprints folder."""
     path = Path(target)
     if path.is_file() or target.endswith(_BLUEPRINT_SUFFIXES) or os.sep in target:
@@ -106,11 +107,10 @@ def _manifest_for(target: str, overrides: dict[str, str], profile: str | None) -
                 hint="check the path (relative to the current folder), or give a job name",
             )
         return compile_blueprint(path, context_overrides=overrides, profile=profile)
-    return _manifest_of_job(target, overrides, profile)
+    return _manifest_of_job(target, overrides, profile, folder)
 
 
-def _manifest_of_job(job: str, overrides: dict[str, str], profile: str | None) -> Any:
-    folder = Path(os.environ.get("AQUEDUCT_BLUEPRINTS_DIR") or "blueprints")
+def _manifest_of_job(job: str, overrides: dict[str, str], profile: str | None, folder: Path) -> Any:
     if not folder.is_dir():
         raise AqueductError(
             f"'{job}' is not a Blueprint file, and there is no blueprints folder ({folder}) to find "
@@ -129,12 +129,10 @@ def _manifest_of_job(job: str, overrides: dict[str, str], profile: str | None) -
     raise AqueductError(message, hint=f"jobs: {', '.join(known) or 'none'}")
 
 
-def _instance() -> tuple[Any, bool]:
+def _instance(settings: Settings) -> tuple[Any, bool]:
     """(the Dagster instance, whether it is a temporary one)."""
-
-
-    if os.environ.get("DAGSTER_HOME"):
-        return dagster_instance(), False
+    if settings.dagster_home:
+        return dagster_instance(settings.dagster_home), False
     click.secho(
         "warning: DAGSTER_HOME is not set: this run uses a temporary Dagster instance (not in the "
         "UI, never healed, its Depot values discarded); export DAGSTER_HOME to keep runs",

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.cli.common import echo_json, known_blueprint_ids
 from aqueduct_dagster.cli.instance import dagster_instance
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.dagster.resources import run_outcome_in
 from aqueduct_dagster.errors import AqueductError, EnvironmentProblem
+from aqueduct_dagster.settings import current_settings
 from aqueduct_dagster.stores import default_store
 from aqueduct_dagster.stores.depot import Depot
 
@@ -25,10 +23,10 @@ def runs(blueprint_id: str | None, limit: int, as_json: bool) -> None:
 
     Without DAGSTER_HOME the store's runs are still listed, with status `unknown`.
     """
-    config = load_config()
-    store = default_store(config.state_path, config)
+    settings = current_settings()
+    store = default_store(settings.state_dir, settings.config)
     try:
-        instance = dagster_instance()
+        instance = dagster_instance(settings.dagster_home)
     except EnvironmentProblem as error:
         instance = None
         click.secho(f"note: {error.message}: Dagster status shown as unknown ({error.hint})", fg="yellow", err=True)
@@ -58,14 +56,14 @@ def depot(blueprint_id: str) -> None:
     Values staged by runs that have finished are settled first (committed when the Dagster
     instance reports the run SUCCESS, discarded when it failed), as the next run would.
     """
-    config = load_config()
-    store = Depot(default_store(config.state_path, config), blueprint_id)
-    if os.environ.get("DAGSTER_HOME"):
-        for run_id, action in store.settle(run_outcome_in(dagster_instance())).items():
+    settings = current_settings()
+    store = Depot(default_store(settings.state_dir, settings.config), blueprint_id)
+    if settings.dagster_home:
+        for run_id, action in store.settle(run_outcome_in(dagster_instance(settings.dagster_home))).items():
             click.echo(f"settled run {run_id}: {action}")
     items = store.store.depot_items(blueprint_id)
     if not items:
-        known = known_blueprint_ids()
+        known = known_blueprint_ids(settings.blueprints_dir)
         if blueprint_id not in known and not store.store.runs(blueprint_id, limit=1):
             raise AqueductError(
                 f"no Blueprint '{blueprint_id}': no Blueprint file has this id and the store "

@@ -13,10 +13,10 @@ import time
 
 import click
 
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.engine.connect_server import server_status, start_server, stop_server
-from aqueduct_dagster.engine.session import DEFAULT_MASTER, default_state_dir
+from aqueduct_dagster.engine.session import DEFAULT_MASTER
 from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.settings import current_settings
 
 EXIT_ENVIRONMENT = 3
 
@@ -40,12 +40,13 @@ def spark_up(port: int | None, master: str | None, timeout: float) -> None:
     """
     started = time.perf_counter()
     try:
-        config = load_config()
+        settings = current_settings()
         info = start_server(
-            default_state_dir(),
+            settings.state_dir,
             port=port,
             master=master or DEFAULT_MASTER,
-            conf=dict(config.engine.spark.conf),
+            conf=dict(settings.spark_conf),
+            jars_dir=settings.jars_dir,
             timeout=timeout,
         )
     except AqueductError as error:
@@ -56,13 +57,13 @@ def spark_up(port: int | None, master: str | None, timeout: float) -> None:
         f"JVM pid {info.jvm_pid}), ready after {time.perf_counter() - started:.1f} s"
     )
     click.echo(f"log: {info.log}")
-    click.echo("runs use it with engine.spark.master_url: managed (or AQUEDUCT_SPARK_MASTER)")
+    click.echo("runs and heal sandboxes of this state folder use it by default (master `auto`)")
 
 
 @spark_command.command("down")
 def spark_down() -> None:
     """Stop the server and its supervisor."""
-    if stop_server(default_state_dir()):
+    if stop_server(current_settings().state_dir):
         click.echo("Spark Connect server stopped")
     else:
         click.echo("no Spark Connect server was running")
@@ -72,7 +73,7 @@ def spark_down() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def spark_status(as_json: bool) -> None:
     """Whether the server runs and answers (a real round trip); exit 3 when it does not."""
-    status = server_status(default_state_dir())
+    status = server_status(current_settings().state_dir)
     if as_json:
         click.echo(json.dumps(status.to_dict(), indent=2))
     else:

@@ -11,7 +11,6 @@ beside a `blueprints/` folder; every Blueprint in it becomes assets, checks and 
 attributes are taken from the folder of the `defs.yaml`.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,10 +19,8 @@ import dagster as dg
 from dagster.components.utils.translation import ResolvedTranslationFn
 from pydantic import BaseModel
 
-from aqueduct_dagster.dagster.assets import SPARK_RESOURCE_KEY
 from aqueduct_dagster.dagster.factory import build_definitions
 from aqueduct_dagster.dagster.healing import APPROVE_JOB, HEAL_JOB, REJECT_JOB
-from aqueduct_dagster.dagster.resources import SparkResource
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData
 
 _HEALING_JOBS = frozenset({HEAL_JOB, APPROVE_JOB, REJECT_JOB})
@@ -83,8 +80,8 @@ class BlueprintsComponent(dg.Component, dg.Resolvable):
         str | None,
         dg.Resolver.default(
             description="Spark master for runs: local[N], spark://host:port, sc://host:port or "
-            "`managed`. Unset: AQUEDUCT_SPARK_MASTER, then aqueduct.yml, then local[2]. A "
-            "Blueprint's own engine.spark.master_url still wins."
+            "`managed`. Set, it beats a Blueprint's own engine.spark.master_url. Unset: the "
+            "Blueprint's, then AQUEDUCT_SPARK_MASTER, then aqueduct.yml, then local[2]."
         ),
     ] = None
     healing: Annotated[
@@ -97,18 +94,12 @@ class BlueprintsComponent(dg.Component, dg.Resolvable):
     translation: ResolvedTranslationFn[ModuleAssetData] = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        resources: dict[str, Any] = {}
-        if self.spark_master:
-            resources[SPARK_RESOURCE_KEY] = SparkResource(
-                master=self.spark_master,
-                state_dir=os.environ.get("AQUEDUCT_STATE_DIR", ".aqueduct"),
-            )
         defs = build_definitions(
             Path(context.path) / self.blueprints_dir,
             translator=_TranslatedBlueprints(self.translation) if self.translation else None,
             context_overrides=self.context or None,
             profile=self.profile,
-            resources=resources,
+            spark_master=self.spark_master,
         )
         if self.healing:
             return defs

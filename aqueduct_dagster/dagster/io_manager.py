@@ -10,6 +10,9 @@ Parquet under `<state>/checkpoints/<asset>/<run id>/`, and downstream reads that
 that does not compute the module itself (Dagster's re-execution from failure, or
 materializing only downstream assets) then loads the checkpoint of the run that produced it,
 else the newest one, instead of failing for want of an in-memory frame.
+
+The checkpoint folder and the session that reads a checkpoint back are the Spark resource's
+(`SparkResource`): the same state folder and master the run's steps use.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from aqueduct_dagster.dagster.resources import SparkResource
 from aqueduct_dagster.errors import EngineError
 
 CONSUMERS_METADATA_KEY = "aqueduct/consumers"
@@ -35,7 +39,8 @@ class UpstreamNotMaterialized(EngineError):
 
 
 class SparkFrameIOManager(dg.IOManager):
-    def __init__(self) -> None:
+    def __init__(self, spark: SparkResource) -> None:
+        self.spark = spark
         self._frames: dict[dg.AssetKey, Any] = {}
         self._persisted: list[Any] = []
 
@@ -43,7 +48,7 @@ class SparkFrameIOManager(dg.IOManager):
         if obj is None:
             return
         if (context.definition_metadata or {}).get(CHECKPOINT_METADATA_KEY) and hasattr(obj, "write"):
-            obj = _checkpoint(context, obj)
+            obj = _checkpoint(self.checkpoint_root(), context, obj)
             self._frames[context.asset_key] = obj
             return
         consumers = (context.definition_metadata or {}).get(CONSUMERS_METADATA_KEY, 0)
@@ -56,12 +61,11 @@ class SparkFrameIOManager(dg.IOManager):
         key = context.asset_key
         if key in self._frames:
             return self._frames[key]
-        saved = _find_checkpoint(key, context.upstream_output.run_id if context.upstream_output else None)
+        run_id = context.upstream_output.run_id if context.upstream_output else None
+        saved = _find_checkpoint(self.checkpoint_root(), key, run_id)
         if saved is not None:
-            from aqueduct_dagster.engine.session import create_base_session
-
             context.log.info(f"reading '{key.to_user_string()}' from its checkpoint {saved}")
-            return create_base_session().read.parquet(str(saved))
+            return self.spark.base_session().read.parquet(str(saved))
         downstream = context.op_def.name if context.op_def else "this asset"
         raise UpstreamNotMaterialized(
             f"asset '{key.to_user_string()}' was not materialized in this run, so "
@@ -74,6 +78,9 @@ class SparkFrameIOManager(dg.IOManager):
             ),
         )
 
+    def checkpoint_root(self) -> Path:
+        return self.spark.state_path / "checkpoints"
+
     def release(self) -> None:
         for frame in self._persisted:
             try:
@@ -84,15 +91,9 @@ class SparkFrameIOManager(dg.IOManager):
         self._persisted.clear()
 
 
-def checkpoint_root() -> Path:
-    from aqueduct_dagster.config import load_config
-
-    return load_config().state_path.expanduser().resolve() / "checkpoints"
-
-
-def _checkpoint(context: dg.OutputContext, frame: Any) -> Any:
+def _checkpoint(root: Path, context: dg.OutputContext, frame: Any) -> Any:
     """Write `frame` once as Parquet; hand on the read-back (lineage cut at the checkpoint)."""
-    folder = checkpoint_root().joinpath(*context.asset_key.path)
+    folder = root.joinpath(*context.asset_key.path)
     target = folder / context.run_id
     frame.write.mode("overwrite").parquet(str(target))
     runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
@@ -102,8 +103,8 @@ def _checkpoint(context: dg.OutputContext, frame: Any) -> Any:
     return frame.sparkSession.read.parquet(str(target))
 
 
-def _find_checkpoint(key: dg.AssetKey, run_id: str | None) -> Path | None:
-    folder = checkpoint_root().joinpath(*key.path)
+def _find_checkpoint(root: Path, key: dg.AssetKey, run_id: str | None) -> Path | None:
+    folder = root.joinpath(*key.path)
     if run_id and (folder / run_id / "_SUCCESS").exists():
         return folder / run_id
     if not folder.is_dir():
@@ -112,10 +113,18 @@ def _find_checkpoint(key: dg.AssetKey, run_id: str | None) -> Path | None:
     return max(complete, key=os.path.getmtime, default=None)
 
 
-@dg.io_manager(description="Hands Spark DataFrames between assets of one run, in memory.")
-def spark_frame_io_manager(_init_context: dg.InitResourceContext) -> Iterator[SparkFrameIOManager]:
-    manager = SparkFrameIOManager()
-    try:
-        yield manager
-    finally:
-        manager.release()
+def spark_frame_io_manager(spark_resource_key: str) -> dg.IOManagerDefinition:
+    """The IO manager, reading checkpoints through the Spark resource under `spark_resource_key`."""
+
+    @dg.io_manager(
+        description="Hands Spark DataFrames between assets of one run, in memory.",
+        required_resource_keys={spark_resource_key},
+    )
+    def io_manager(init_context: dg.InitResourceContext) -> Iterator[SparkFrameIOManager]:
+        manager = SparkFrameIOManager(getattr(init_context.resources, spark_resource_key))
+        try:
+            yield manager
+        finally:
+            manager.release()
+
+    return io_manager

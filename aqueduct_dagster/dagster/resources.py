@@ -4,6 +4,10 @@ One SparkSession per run: the base session is created on first use (with the Blu
 engine block) and every run works in its own session (`newSession()` on a classic JVM, a new
 server-side session on Spark Connect), so temp views and SQL conf never leak between runs
 that share a JVM (tests, a warm server).
+
+The resource carries what `Settings` resolved where the definitions were built
+(`SparkResource.from_settings`), as plain fields: Dagster rebuilds a resource from its fields
+for every run, so they are all it keeps.
 """
 
 from __future__ import annotations
@@ -19,6 +23,16 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from aqueduct_dagster.blueprint.manifest import Manifest
+from aqueduct_dagster.blueprint.models import EngineBlock
+from aqueduct_dagster.config import AqueductConfig, load_config
+from aqueduct_dagster.engine.session import (
+    DEFAULT_STATE_DIR,
+    create_base_session,
+    release_run_session,
+    run_session,
+)
+from aqueduct_dagster.engine.spark_conf import conf_text
+from aqueduct_dagster.settings import Settings, master_by_precedence
 
 _log = logging.getLogger(__name__)
 
@@ -26,8 +40,17 @@ _log = logging.getLogger(__name__)
 class SparkResource(dg.ConfigurableResource):
     """Gives assets the SparkSession of the current run."""
 
+    #: A master given to the code location (the Component's `spark_master`): beats a Blueprint's.
     master: str | None = None
-    state_dir: str = ".aqueduct"
+    #: AQUEDUCT_SPARK_MASTER, else aqueduct.yml's: a Blueprint's engine.spark.master_url beats it.
+    operator_master: str | None = None
+    #: aqueduct.yml's engine.spark.conf: a Blueprint's conf beats it key by key.
+    operator_conf: dict[str, str] = {}
+    #: Absolute once built from Settings: warehouse, checkpoints, store, the managed server.
+    state_dir: str = str(DEFAULT_STATE_DIR)
+    jars_dir: str | None = None
+    #: The aqueduct.yml the store's settings come from; None: none was read (defaults).
+    config_path: str | None = None
 
     _session: Any = PrivateAttr(default=None)
     _bound: dict[tuple[str, str], Manifest] = PrivateAttr(default_factory=dict)
@@ -38,6 +61,37 @@ class SparkResource(dg.ConfigurableResource):
     _store_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     #: Why the store did not open on the writer thread, for the run's log.
     _store_problems: list[Exception] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, master: str | None = None) -> SparkResource:
+        """The resource for runs under `settings`; `master` is an argument (beats a Blueprint's)."""
+        return cls(
+            master=master or settings.spark_master_argument,
+            operator_master=settings.spark_master,
+            operator_conf={str(key): conf_text(value) for key, value in settings.spark_conf.items()},
+            state_dir=str(settings.state_dir),
+            jars_dir=str(settings.jars_dir) if settings.jars_dir else None,
+            config_path=str(settings.config_path) if settings.config_path else None,
+        )
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser().resolve()
+
+    def master_for(self, engine: EngineBlock | None) -> str:
+        """argument > Blueprint > environment > aqueduct.yml > local[2], as `Settings.spark_master_for`."""
+        blueprint = engine.spark.master_url if engine is not None else None
+        return master_by_precedence(self.master, blueprint, self.operator_master)
+
+    def base_session(self, engine: EngineBlock | None = None) -> Any:
+        """The process's base session for a Blueprint with `engine` (None: not known, as when a
+        checkpoint is read back before the step's Blueprint is)."""
+        return create_base_session(
+            master=self.master_for(engine),
+            conf={**self.operator_conf, **(engine.spark.conf if engine is not None else {})},
+            state_dir=self.state_path,
+            jars_dir=Path(self.jars_dir) if self.jars_dir else None,
+        )
 
     def bound_manifest(
         self,
@@ -82,21 +136,20 @@ class SparkResource(dg.ConfigurableResource):
         # The writer thread and a step (the Depot) may both ask first: one store per run.
         with self._store_lock:
             if self._store is None:
-                from aqueduct_dagster.config import load_config
+                # Imported here, on the writer thread: the store's driver (duckdb, psycopg2) is
+                # slow to import and the step must not wait for it.
                 from aqueduct_dagster.stores import default_store
 
-                config = load_config()
-                self._store = default_store(config.state_path, config)
+                # The file Settings chose, read again here: the resource keeps only plain fields.
+                config = load_config(self.config_path) if self.config_path else AqueductConfig()
+                self._store = default_store(self.state_path, config)
             return self._store
 
     def session_for(self, manifest: Manifest) -> Any:
-        from aqueduct_dagster.engine.session import create_base_session, run_session
         from aqueduct_dagster.engine.udfs import register_udfs
 
         if self._session is None:
-            base = create_base_session(
-                manifest.engine, master=self.master, state_dir=Path(self.state_dir)
-            )
+            base = self.base_session(manifest.engine)
             # One run is one Blueprint: its runtime conf applies to this run's session only.
             self._session = run_session(base, manifest.engine.spark.conf)
             register_udfs(self._session, manifest)
@@ -122,8 +175,6 @@ class SparkResource(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run's end: pending store writes finish; a Spark Connect run session is
         released on the server (a classic one holds nothing of its own)."""
-        from aqueduct_dagster.engine.session import release_run_session
-
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None

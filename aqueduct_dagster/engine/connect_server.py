@@ -13,6 +13,11 @@ starts it again when it dies. Everything lives in `<state>/spark-connect/`:
 `stop_server` (`aqueduct spark down`) asks the supervisor to stop, which stops the JVM
 first; whatever is still alive after a grace period is killed, so no process is left behind.
 The health check is a real round trip: the server analyses `SELECT 1` in a session of its own.
+
+The state folder, master, conf and jars folder are arguments (`aqueduct_dagster.settings`
+resolves them). The environment is read only to launch processes: JAVA_HOME to find java (as
+spark-class does), PYSPARK_PYTHON for the server's Python workers, and the inherited
+environment the supervisor and JVM start with (`_clean_env`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aqueduct_dagster.engine.connect_url import check_reachable, connect_address
+from aqueduct_dagster.engine.spark_conf import engine_spark_conf, write_log_config
 from aqueduct_dagster.errors import ConfigError
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -135,7 +142,6 @@ def probe(url: str, timeout: float = 5.0) -> str:
     import grpc
     from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc, relations_pb2
 
-    from aqueduct_dagster.engine.session import connect_address
 
     host, port = connect_address(url)
     session_id = str(uuid.uuid4())
@@ -162,7 +168,6 @@ def probe(url: str, timeout: float = 5.0) -> str:
 
 
 def is_healthy(url: str, timeout: float = 5.0) -> bool:
-    from aqueduct_dagster.engine.session import check_reachable
 
     try:
         check_reachable(url, timeout=min(timeout, 2.0))
@@ -174,7 +179,6 @@ def is_healthy(url: str, timeout: float = 5.0) -> bool:
 
 def managed_url(state_dir: Path, timeout: float = 10.0) -> tuple[str | None, str]:
     """(URL, "") of this project's managed server when it runs and answers, else (None, why)."""
-    from aqueduct_dagster.engine.session import check_reachable
 
     info = read_info(state_dir)
     if info is None:
@@ -219,10 +223,10 @@ def start_server(
     port: int | None = None,
     master: str = "local[2]",
     conf: dict[str, Any] | None = None,
+    jars_dir: Path | None = None,
     timeout: float = 180.0,
 ) -> ServerInfo:
     """Start the project's server (or return the running one) and wait until it answers."""
-    from aqueduct_dagster.engine.session import engine_spark_conf, write_log_config
 
     state = Path(state_dir).expanduser().resolve()
     folder = server_dir(state)
@@ -241,7 +245,7 @@ def start_server(
     port = port or _free_port()
     _require_free(port)
 
-    settings = engine_spark_conf(master, state, conf or {})
+    settings = engine_spark_conf(master, state, conf or {}, jars_dir)
     settings["spark.connect.grpc.binding.address"] = HOST
     settings["spark.connect.grpc.binding.port"] = str(port)
     # Its own log configuration (the line saying it listens is needed), replacing the session's.
@@ -354,12 +358,20 @@ def _clear_stale(state: Path, info: ServerInfo | None) -> None:
 # --------------------------------------------------------------------------- environment
 
 
-def java_executable() -> str:
-    """The java spark-submit will use (JAVA_HOME first, as spark-class does)."""
+def find_java() -> tuple[str | None, str]:
+    """(the java spark-submit will use, or None; where it was looked for): JAVA_HOME first, as
+    spark-class does, else the PATH. The one place that reads JAVA_HOME (`aqueduct doctor` too)."""
     home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if not java or not Path(java).is_file():
-        where = f"JAVA_HOME={home}" if home else "the PATH"
+    if home:
+        candidate = Path(home) / "bin" / "java"
+        return (str(candidate) if candidate.is_file() else None), f"JAVA_HOME={home}"
+    return shutil.which("java"), "the PATH"
+
+
+def java_executable() -> str:
+    """The java spark-submit will use; SparkServerError when there is none."""
+    java, where = find_java()
+    if java is None:
         raise SparkServerError(
             f"no java executable in {where}; the Spark Connect server is a JVM",
             hint="install Java 17 or 21 and set JAVA_HOME (`aqueduct doctor` checks it)",

@@ -43,7 +43,8 @@ def spark_path(spark: SparkSession, path: str) -> HadoopPath | LocalPath:
 
 
 def _server_is_local(spark: SparkSession) -> bool:
-    from aqueduct_dagster.engine.session import connect_address, connect_url_of
+    from aqueduct_dagster.engine.connect_url import connect_address
+    from aqueduct_dagster.engine.session import connect_url_of
 
     return connect_address(connect_url_of(spark))[0] in _LOOPBACK
 

@@ -3,13 +3,13 @@
 They are resolved once with Maven from the pom shipped in the package (`aqueduct jars fetch`)
 into a per-user cache folder named after the pom's digest, so an upgrade that changes the jars
 never starts Spark with the old ones. A source checkout's `.jars/` (`make jars`) wins over the
-cache, and AQUEDUCT_JARS_DIR over both. Nothing is resolved from Maven at run time.
+cache, and a configured folder (AQUEDUCT_JARS_DIR, resolved by `aqueduct_dagster.settings` and
+passed in) over both. Nothing is resolved from Maven at run time.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -33,10 +33,9 @@ def cache_jars_dir() -> Path:
     return platformdirs.user_cache_path("aqueduct") / "jars" / digest
 
 
-def jars_dir() -> Path:
-    """The folder of jars Spark gets via `spark.jars`: AQUEDUCT_JARS_DIR, else a checkout's
-    `.jars/`, else the user cache."""
-    configured = os.environ.get("AQUEDUCT_JARS_DIR")
+def jars_dir(configured: Path | None = None) -> Path:
+    """The folder of jars Spark gets via `spark.jars`: `configured` (Settings.jars_dir, from
+    AQUEDUCT_JARS_DIR), else a checkout's `.jars/`, else the user cache."""
     if configured:
         folder, source = Path(configured).expanduser(), "AQUEDUCT_JARS_DIR"
     elif any(CHECKOUT_JARS.glob("*.jar")):

@@ -9,6 +9,11 @@ Delta Lake and the JDBC drivers come from jars resolved once at set-up (`aqueduc
 fetch`, see engine/jars.py) and handed to Spark through `spark.jars`; nothing is resolved
 from Maven at run time. Small-data defaults (few shuffle partitions, a small Delta snapshot)
 apply to local masters only and any of them can be overridden through `engine.spark.conf`.
+
+Everything here is an argument (master, conf, state folder, jars folder): which master or
+folder a run uses is decided once, by `aqueduct_dagster.settings`, never here. The process
+environment is touched only for what pyspark and the JVM read from it (see `_use_connect_api`
+and `_prepare_local_jvm`).
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import sys
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aqueduct_dagster.blueprint.models import EngineBlock
-from aqueduct_dagster.engine.jars import jars_dir
-from aqueduct_dagster.errors import ConfigError
+from aqueduct_dagster.engine.connect_server import managed_url
+from aqueduct_dagster.engine.connect_url import (
+    SparkConnectUnavailable,
+    check_reachable,
+    is_connect_url,
+)
+from aqueduct_dagster.engine.spark_conf import conf_text, engine_spark_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,63 +41,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[2]"
-#: Master value meaning: the project's managed Spark Connect server, else classic local.
+#: The state folder of a caller that names none (relative to the working folder).
+DEFAULT_STATE_DIR = Path(".aqueduct")
+#: Master value meaning: the project's managed Spark Connect server, else classic local
+#: with a warning (the author asked for the server).
 MANAGED = "managed"
-CONNECT_SCHEME = "sc://"
-_CONNECT_DEFAULT_PORT = 15002
+#: The default of every entry point (Settings): the managed server when one runs for the
+#: state folder (warm: no JVM start), else classic local, said in one info line.
+AUTO = "auto"
 
-_DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
-_DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-
-#: Defaults for local masters: tiny data on few cores. 200 shuffle partitions and a
-#: 50-partition Delta snapshot turn a ten-row job into hundreds of empty tasks.
-_LOCAL_DEFAULTS: dict[str, str] = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.default.parallelism": "4",
-    "spark.databricks.delta.snapshotPartitions": "2",
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-}
-
-
-def default_state_dir() -> Path:
-    """Where Spark keeps its warehouse and Derby files: env AQUEDUCT_STATE_DIR, else .aqueduct/."""
-    return Path(os.environ.get("AQUEDUCT_STATE_DIR") or ".aqueduct").expanduser().resolve()
-
-
-def resolve_master(engine: EngineBlock | None = None, master: str | None = None) -> str:
-    """`master`, else the Blueprint's `engine.spark.master_url`, else env AQUEDUCT_SPARK_MASTER,
-    else aqueduct.yml's `engine.spark.master_url`, else local[2]."""
-    return (
-        master
-        or (engine.spark.master_url if engine is not None else None)
-        or os.environ.get("AQUEDUCT_SPARK_MASTER")
-        or _operator_spark().master_url
-        or DEFAULT_MASTER
-    )
-
-
-def _operator_spark() -> Any:
-    """aqueduct.yml's `engine.spark` block (master_url, conf): where an operator points runs
-    at a cluster and sizes them."""
-    from aqueduct_dagster.config import load_config
-
-    return load_config().engine.spark
-
-
-def is_connect_url(master: str | None) -> bool:
-    return bool(master) and str(master).startswith(CONNECT_SCHEME)
 
 
 def is_connect(session: Any) -> bool:
     """Whether `session` is a Spark Connect session (not a classic, Py4J-backed one)."""
     return type(session).__module__.startswith("pyspark.sql.connect")
-
-
-class SparkConnectUnavailable(ConfigError):
-    """The configured Spark Connect server does not answer."""
-
-    transient = True
 
 
 def use_api_of(session: Any) -> None:
@@ -104,6 +69,7 @@ def use_api_of(session: Any) -> None:
 
 
 def _use_connect_api(connect: bool) -> None:
+    # pyspark reads this variable itself: the flag has to live in the environment.
     if connect:
         os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     else:
@@ -117,25 +83,26 @@ for _noisy in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
 
 
 def create_base_session(
-    engine: EngineBlock | None = None,
     *,
     master: str | None = None,
-    app_name: str = "aqueduct",
+    conf: Mapping[str, Any] | None = None,
     state_dir: Path | None = None,
+    jars_dir: Path | None = None,
+    app_name: str = "aqueduct",
 ) -> SparkSession:
     """The process-wide base SparkSession, with Delta configured.
 
-    The master is `master`, else `engine.spark.master_url`, else env AQUEDUCT_SPARK_MASTER,
-    else local[2]. `sc://host:port` gives a Spark Connect session (the server's JVM settings
-    are its own); `managed` the project's managed server when it is healthy, else a classic
-    local session. Classic: `engine.spark.conf` wins over every default set here, and when
-    Spark already runs in this process its session is returned unchanged (no setting is
-    applied to a session other runs share): give per-run settings to `run_session(base, conf)`.
+    `master` (default local[2]): `sc://host:port` gives a Spark Connect session (the server's
+    JVM settings are its own); `managed` and `auto` the project's managed server of
+    `state_dir` when it is healthy, else a classic local session. Classic: `conf` wins over every default set here,
+    and when Spark already runs in this process its session is returned unchanged (no setting
+    is applied to a session other runs share): give per-run settings to `run_session(base, conf)`.
+    Callers pass what `Settings` resolved (`Settings.base_session` does).
     """
-    state = (state_dir or default_state_dir()).expanduser().resolve()
-    master = resolve_master(engine, master)
-    if master == MANAGED:
-        master = _managed_master(state)
+    state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
+    master = master or DEFAULT_MASTER
+    if master in (MANAGED, AUTO):
+        master = _managed_master(state, asked=master == MANAGED)
     if is_connect_url(master):
         return _connect_base_session(master)
 
@@ -146,21 +113,23 @@ def create_base_session(
     if SparkContext._active_spark_context is not None:
         return SparkSession.builder.getOrCreate()
 
-    spark_block = engine.spark if engine is not None else None
-    if master.startswith("local"):
-        # The machine's host name resolves oddly; a local driver must bind to loopback.
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # The Blueprint's settings win over the operator's (aqueduct.yml) for the same key.
-    user_conf = {**_operator_spark().conf, **(spark_block.conf if spark_block else {})}
-    conf = engine_spark_conf(master, state, user_conf)
+    _prepare_local_jvm(master)
+    settings = engine_spark_conf(master, state, conf or {}, jars_dir)
 
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in conf.items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     log.info("SparkSession ready: master=%s, state=%s", master, state)
     return session
+
+
+def _prepare_local_jvm(master: str) -> None:
+    """What the JVM pyspark launches and its Python workers read from this process's environment."""
+    if master.startswith("local"):
+        # The machine's host name resolves oddly; a local driver must bind to loopback.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def run_session(base: SparkSession, conf: Mapping[str, Any] | None = None) -> SparkSession:
@@ -178,7 +147,7 @@ def run_session(base: SparkSession, conf: Mapping[str, Any] | None = None) -> Sp
             _try_set(session, key, value)
     current = session.conf.getAll
     for key, value in (conf or {}).items():
-        text = _conf_text(value)
+        text = conf_text(value)
         if current.get(str(key)) != text and not _try_set(session, str(key), text):
             log.warning(
                 "Spark setting %s=%s only takes effect when the JVM starts; it is ignored "
@@ -208,67 +177,6 @@ def release_run_session(session: Any) -> None:
             pass
 
 
-def engine_spark_conf(master: str, state: Path, user_conf: Mapping[str, Any]) -> dict[str, str]:
-    """The settings a JVM starts with: small-data defaults, warehouse, jars, Delta, Derby.
-
-    Used for the classic in-process JVM and for the managed Spark Connect server alike.
-    """
-    (state / "warehouse").mkdir(parents=True, exist_ok=True)
-    (state / "derby").mkdir(parents=True, exist_ok=True)
-    local = master.startswith("local")
-    conf: dict[str, str] = dict(_LOCAL_DEFAULTS) if local else {}
-    conf["spark.sql.warehouse.dir"] = str(state / "warehouse")
-    user = {str(k): _conf_text(v) for k, v in user_conf.items()}
-    conf.update(user)
-
-    # Jars, Delta and the Derby home are merged with the user's values, never replaced.
-    jars = [str(p) for p in sorted(jars_dir().glob("*.jar"))]
-    conf["spark.jars"] = _join(",", jars, user.get("spark.jars"))
-    conf["spark.sql.extensions"] = _join(",", [_DELTA_EXTENSION], user.get("spark.sql.extensions"))
-    conf.setdefault("spark.sql.catalog.spark_catalog", _DELTA_CATALOG)
-    derby = f"-Dderby.system.home={state / 'derby'}"
-    java_options = [derby]
-    if "log4j2.configurationFile" not in user.get("spark.driver.extraJavaOptions", ""):
-        java_options.append(f"-Dlog4j2.configurationFile={write_log_config(state).as_uri()}")
-    conf["spark.driver.extraJavaOptions"] = _join(
-        " ", java_options, user.get("spark.driver.extraJavaOptions")
-    )
-    return conf
-
-
-#: Loggers that print a failed task's exception to the JVM's stderr, with the data value
-#: that failed (`The value 'X' cannot be cast`): outside the Python process's Redactor, so
-#: they are off. The failure still reaches the user, redacted, as the run's error.
-_TASK_FAILURE_LOGGERS = (
-    "org.apache.spark.executor.Executor",
-    "org.apache.spark.scheduler.TaskSetManager",
-    "org.apache.spark.util.Utils",
-    "org.apache.spark.sql.execution.datasources.FileFormatWriter",
-    "org.apache.spark.sql.execution.datasources.v2.DataWritingSparkTask",
-)
-
-
-def write_log_config(folder: Path, *, info_loggers: tuple[str, ...] = ()) -> Path:
-    """The JVM's log4j2 configuration: warnings and errors to stderr, task failures off."""
-    lines = [
-        "rootLogger.level = warn",
-        "rootLogger.appenderRef.stderr.ref = console",
-        "appender.console.type = Console",
-        "appender.console.name = console",
-        "appender.console.target = SYSTEM_ERR",
-        "appender.console.layout.type = PatternLayout",
-        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex",
-    ]
-    for number, name in enumerate(_TASK_FAILURE_LOGGERS):
-        lines += [f"logger.quiet{number}.name = {name}", f"logger.quiet{number}.level = off"]
-    for number, name in enumerate(info_loggers):
-        lines += [f"logger.info{number}.name = {name}", f"logger.info{number}.level = info"]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "log4j2.properties"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 # --------------------------------------------------------------------------- Spark Connect
 
 #: One base session per server URL and process (cheap, but each holds server-side state).
@@ -277,42 +185,20 @@ _CONNECT_BASES: dict[str, Any] = {}
 _CONNECT_URLS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def _managed_master(state: Path) -> str:
-    """The URL of the project's managed server when it answers, else the classic default."""
-    from aqueduct_dagster.engine.connect_server import managed_url
-
+def _managed_master(state: Path, *, asked: bool) -> str:
+    """The URL of the project's managed server when it answers, else the classic default:
+    a warning when the server was `asked` for, an info line when it was only the default."""
     url, why = managed_url(state)
     if url is not None:
         return url
-    log.warning(
+    log.log(
+        logging.WARNING if asked else logging.INFO,
         "no healthy managed Spark Connect server (%s): using a classic in-process Spark "
-        "session (%s) instead; `aqueduct spark up` starts the server",
+        "session (%s) instead; `aqueduct spark up` keeps one warm",
         why,
         DEFAULT_MASTER,
     )
     return DEFAULT_MASTER
-
-
-def connect_address(url: str) -> tuple[str, int]:
-    """(host, port) of an `sc://host[:port][/;params]` URL."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url.split(";", 1)[0])
-    return parts.hostname or "localhost", parts.port or _CONNECT_DEFAULT_PORT
-
-
-def check_reachable(url: str, timeout: float = 3.0) -> None:
-    """Fail fast when nothing listens at `url`: the Connect client itself retries for minutes."""
-    host, port = connect_address(url)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as error:
-        raise SparkConnectUnavailable(
-            f"the Spark Connect server {url} does not answer ({error.strerror or error})",
-            hint="start the project's server with `aqueduct spark up` (and set "
-            "engine.spark.master_url: managed), or fix engine.spark.master_url / "
-            "AQUEDUCT_SPARK_MASTER",
-        ) from None
 
 
 def _connect_base_session(url: str) -> Any:
@@ -390,14 +276,3 @@ def _try_set(session: SparkSession, key: str, value: str) -> bool:
     return True
 
 
-def _conf_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _join(separator: str, ours: list[str], theirs: str | None) -> str:
-    parts = list(ours)
-    if theirs:
-        parts += [p for p in theirs.split(separator) if p and p not in parts]
-    return separator.join(parts)

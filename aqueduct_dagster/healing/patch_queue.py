@@ -31,6 +31,7 @@ from aqueduct_dagster.healing.revisions import (
     sha256_bytes,
     text_digest,
 )
+from aqueduct_dagster.settings import Settings
 from aqueduct_dagster.stores import Store
 
 _PATCH_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -59,7 +60,7 @@ class PendingPatch:
 class PatchQueue:
     """patches/pending -> applied | rejected, with the revision store and the index in step.
 
-    `blueprint_roots`: folders a staged record may point into; `from_config` always sets them.
+    `blueprint_roots`: folders a staged record may point into; `from_settings` always sets them.
     None (a queue built by hand, as in tests of the heal loop) skips that one check.
     """
 
@@ -72,12 +73,13 @@ class PatchQueue:
         self.config = config
 
     @classmethod
-    def from_config(cls, config: Any) -> PatchQueue:
-        """The project's queue: `aqueduct.yml` (or env) patches dir, state dir, store and Blueprint roots."""
+    def from_settings(cls, settings: Settings) -> PatchQueue:
+        """The project's queue (a `Settings`): its patches dir, state dir, store and Blueprint roots."""
         from aqueduct_dagster.stores import default_store
 
-        return cls(config.patches_path, config.state_path / "revisions", default_store(config.state_path, config),
-                   blueprint_roots=config.blueprint_root_paths, config=config)  # fmt: skip
+        return cls(settings.patches_dir, settings.state_dir / "revisions",
+                   default_store(settings.state_dir, settings.config),
+                   blueprint_roots=settings.blueprint_roots, config=settings.config)  # fmt: skip
 
     # ------------------------------------------------------------------ reading
 

@@ -31,6 +31,7 @@ from aqueduct_dagster.healing.gates import (
     run_gates,
 )
 from aqueduct_dagster.healing.patch import PatchSpec
+from aqueduct_dagster.settings import Settings, current_settings
 
 #: PatchSpec's own top-level keys; anything else the peer's schema allows goes to `misc`.
 _TOP_LEVEL = frozenset(PatchSpec.model_fields) | {"ops"}
@@ -94,7 +95,7 @@ def _verdict(patch: PatchSpec, blueprint_path: Path, policy: Agent | None, confi
                           operator_guardrails=operator)  # fmt: skip
     redact = _message_redactor(text)
     # A verdict quotes resolved values (a JDBC listing, a compile error): no secret in it.
-    return [GateResult(r.gate, r.passed, redact(r.message), r.escalate) for r in run_gates(candidate, gates)]
+    return [GateResult(r.gate, r.passed, redact(r.message), r.escalate) for r in run_gates(candidate, gates).results]
 
 
 def _message_redactor(blueprint_text: str) -> Callable[[str], str]:
@@ -110,11 +111,9 @@ def _message_redactor(blueprint_text: str) -> Callable[[str], str]:
 
 
 def _operator_guardrails(config: Any) -> Any:
-    if config is None:
-        from aqueduct_dagster.config import load_config
-
-        config = load_config()
-    return config.agent.guardrails
+    # No config given: the process's aqueduct.yml, so a forgotten argument never lifts the
+    # operator's limits.
+    return (config if config is not None else current_settings().config).agent.guardrails
 
 
 def _blueprint_policy(text: str, path: Path) -> Agent:
@@ -293,13 +292,16 @@ def _bad_value(value: Any, depth: int) -> str | None:
 
 
 def preview_patch(patch_file: Path, blueprint_path: Path, *, sandbox: bool,
-                  spark_factory: Callable[[], Any] | None = None, config: Any = None) -> PreviewReport:  # fmt: skip
+                  spark_factory: Callable[[], Any] | None = None,
+                  settings: Settings | None = None) -> PreviewReport:  # fmt: skip
     """Every gate's verdict on the patch in `patch_file`; nothing is staged or written.
 
     Raises PreviewInputError for an unreadable or invalid patch file or a missing Blueprint.
     With `sandbox`, the patched pipeline also replays on sampled input (Spark; outputs go to
-    a scratch folder that is removed).
+    a scratch folder that is removed). `settings` (default: the process's) give the operator's
+    guardrails and the sandbox's Spark.
     """
+    settings = settings or current_settings()
     blueprint_path = Path(blueprint_path)
     try:
         patch = load_patch_file(Path(patch_file))
@@ -309,8 +311,8 @@ def preview_patch(patch_file: Path, blueprint_path: Path, *, sandbox: bool,
     _require_file(blueprint_path)
     gates: list[Gate] = [GuardrailsGate(), CompileGate(), EffectGate(), LineageGate()]
     if sandbox:
-        gates.append(SandboxGate(spark_factory or _default_spark_factory(config)))
-    results = _verdict(patch, blueprint_path, None, config, gates)
+        gates.append(SandboxGate(spark_factory or _default_spark_factory(settings)))
+    results = _verdict(patch, blueprint_path, None, settings.config, gates)
     return PreviewReport(patch.patch_id, str(blueprint_path), results)
 
 
@@ -319,15 +321,12 @@ def _require_file(blueprint_path: Path) -> None:
         raise PreviewInputError(f"Blueprint file not found: {blueprint_path}")
 
 
-def _default_spark_factory(config: Any) -> Callable[[], Any]:
-    """A fresh run session on the operator's Spark (aqueduct.yml), made only when needed."""
+def _default_spark_factory(settings: Settings) -> Callable[[], Any]:
+    """A fresh run session on the operator's Spark (Settings), made only when needed."""
 
     def factory() -> Any:
-        from aqueduct_dagster.config import load_config
-        from aqueduct_dagster.engine.session import create_base_session, run_session
+        from aqueduct_dagster.engine.session import run_session
 
-        settings = config if config is not None else load_config()
-        return run_session(create_base_session(master=settings.engine.spark.master_url,
-                                               state_dir=settings.state_path))  # fmt: skip
+        return run_session(settings.base_session())
 
     return factory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aqueduct_dagster.config import AqueductConfig, load_config, resolve_setting
+from aqueduct_dagster.config import AqueductConfig, resolve_setting
 from aqueduct_dagster.errors import ConfigError, SourceLocation
 from aqueduct_dagster.stores.base import HealTurn, Store
 from aqueduct_dagster.stores.duckdb_store import DuckDBStore
@@ -13,21 +13,20 @@ from aqueduct_dagster.stores.postgres_store import PostgresStore
 _DUCKDB_FILE = "aqueduct.duckdb"
 
 
-def default_store(state_dir: str | Path | None = None, config: AqueductConfig | None = None) -> Store:
-    """The store `aqueduct.yml` configures (`stores.observability`), else `<state dir>/aqueduct.duckdb`.
+def default_store(state_dir: str | Path, config: AqueductConfig) -> Store:
+    """The store `config` (aqueduct.yml) configures (`stores.observability`), else
+    `<state_dir>/aqueduct.duckdb`: pass `Settings.state_dir` and `Settings.config`.
 
-    `config` defaults to `load_config()` (AQUEDUCT_CONFIG, else ./aqueduct.yml); callers that
-    loaded the config from elsewhere should pass it. For DuckDB, `stores.observability.path`
-    (a folder, or a `.duckdb` / `.db` file) wins over `state_dir`.
+    For DuckDB, `stores.observability.path` (a folder, or a `.duckdb` / `.db` file) wins over
+    `state_dir`.
     """
-    config = load_config() if config is None else config
     settings = config.stores.observability
     if settings.backend == "postgres":
         return PostgresStore(_postgres_url(config))
     if settings.path:
         chosen = Path(settings.path).expanduser()
         return DuckDBStore(chosen if chosen.suffix in (".duckdb", ".db") else chosen / _DUCKDB_FILE)
-    return DuckDBStore(Path(state_dir or config.state_path) / _DUCKDB_FILE)
+    return DuckDBStore(Path(state_dir) / _DUCKDB_FILE)
 
 
 def _postgres_url(config: AqueductConfig) -> str:

@@ -15,11 +15,12 @@ _SPARK: Any = None
 
 
 def _spark() -> Any:
-    from aqueduct_dagster.engine.session import create_base_session, run_session, use_api_of
+    from aqueduct_dagster.engine.session import run_session, use_api_of
+    from aqueduct_dagster.settings import current_settings
 
     global _SPARK
     if _SPARK is None or _stopped(_SPARK):
-        _SPARK = run_session(create_base_session(app_name="aqtest"))
+        _SPARK = run_session(current_settings().base_session(app_name="aqtest"))
     use_api_of(_SPARK)
     return _SPARK
 

@@ -19,12 +19,12 @@ import pytest
 from click.testing import CliRunner
 
 from aqueduct_dagster.cli import main
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.dagster import build_definitions
 from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY
 from aqueduct_dagster.dagster.healing import aqueduct_heal_job
 from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.healing.heal import PatchQueue
+from aqueduct_dagster.settings import Settings
 
 pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("spark"), pytest.mark.spark_kind("classic")]
 # One session kind: what these tests check does not depend on it (Connect runs through
@@ -194,7 +194,7 @@ def test_cast_raised_inside_a_check_is_blamed_on_the_channel_and_healed(project)
     [operation] = record["patch"]["operations"]
     assert operation["module_id"] == "typed_picks"
 
-    PatchQueue.from_config(load_config()).apply(summary["patch_id"])
+    PatchQueue.from_settings(Settings.resolve()).apply(summary["patch_id"])
     rerun = run(root, instance, "picks_bp")
     assert rerun.success
     published = pd.read_parquet(root / "data" / "published" / "units").sort_values("site").reset_index(drop=True)

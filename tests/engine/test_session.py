@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from aqueduct_dagster.blueprint.models import EngineBlock
+from aqueduct_dagster.engine.jars import jars_dir
 from aqueduct_dagster.engine.session import (
     connect_url_of,
     create_base_session,
     is_connect,
-    jars_dir,
-    resolve_master,
     run_session,
 )
 from aqueduct_dagster.errors import ConfigError
@@ -26,23 +24,12 @@ def test_jars_dir_defaults_to_the_repository_jars():
 
 
 @pytest.mark.parametrize("make_jar", [False, True])
-def test_jars_dir_without_jars_says_make_jars(tmp_path, monkeypatch, make_jar):
+def test_jars_dir_without_jars_says_make_jars(tmp_path, make_jar):
     if make_jar:
         (tmp_path / "postgresql.jar").write_bytes(b"")
-    monkeypatch.setenv("AQUEDUCT_JARS_DIR", str(tmp_path))
     with pytest.raises(ConfigError) as caught:
-        jars_dir()
+        jars_dir(tmp_path)
     assert "make jars" in str(caught.value)
-
-
-def test_master_resolution_order(monkeypatch):
-    engine = EngineBlock.model_validate({"spark": {"master_url": "spark://cluster:7077"}})
-    monkeypatch.setenv("AQUEDUCT_SPARK_MASTER", "local[1]")
-    assert resolve_master(engine, "local[3]") == "local[3]"
-    assert resolve_master(engine) == "spark://cluster:7077"
-    assert resolve_master(None) == "local[1]"
-    monkeypatch.delenv("AQUEDUCT_SPARK_MASTER")
-    assert resolve_master(None) == "local[2]"
 
 
 def test_base_session_has_delta_jars_and_small_data_defaults(spark):
@@ -62,8 +49,7 @@ def test_base_session_has_delta_jars_and_small_data_defaults(spark):
 
 
 def test_create_base_session_returns_the_running_session_unchanged(spark, tmp_path):
-    engine = EngineBlock.model_validate({"spark": {"conf": {"spark.sql.shuffle.partitions": 11}}})
-    again = create_base_session(engine, state_dir=tmp_path / "other-state")
+    again = create_base_session(conf={"spark.sql.shuffle.partitions": 11}, state_dir=tmp_path / "other-state")
     if is_connect(spark):  # the process's session for that server, its settings the server's
         assert again is spark
     else:
@@ -149,21 +135,27 @@ def test_connect_run_sessions_are_separate_server_sessions(spark):
 
 
 @pytest.mark.spark_kind("classic")
-def test_managed_without_a_server_falls_back_to_classic_with_one_log_line(spark, tmp_path, caplog):
+@pytest.mark.parametrize(("master", "level"), [("managed", logging.WARNING), ("auto", logging.INFO)])
+def test_without_a_server_managed_and_auto_fall_back_to_classic_with_one_log_line(
+    spark, tmp_path, caplog, master, level
+):
+    """`managed` was asked for, so its fallback warns; `auto` (every entry point's default)
+    only says it."""
     with caplog.at_level(logging.INFO, logger="aqueduct_dagster.engine.session"):
-        session = create_base_session(master="managed", state_dir=tmp_path / "no-server")
+        session = create_base_session(master=master, state_dir=tmp_path / "no-server")
     assert session.sparkContext is spark.sparkContext
-    lines = [r.getMessage() for r in caplog.records if "Spark Connect" in r.getMessage()]
-    assert len(lines) == 1
-    assert "no healthy managed Spark Connect server" in lines[0]
-    assert "classic in-process Spark session" in lines[0] and "aqueduct spark up" in lines[0]
+    records = [r for r in caplog.records if "Spark Connect" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == level
+    assert "no healthy managed Spark Connect server" in records[0].getMessage()
+    assert "classic in-process Spark session" in records[0].getMessage()
+    assert "aqueduct spark up" in records[0].getMessage()
 
 
 @pytest.mark.spark_kind("connect")
-def test_managed_uses_the_projects_running_server(spark, request, monkeypatch):
+@pytest.mark.parametrize("master", ["managed", "auto"])
+def test_managed_and_auto_use_the_projects_running_server(spark, request, master):
     server = request.getfixturevalue("connect_server")
-    monkeypatch.setenv("AQUEDUCT_SPARK_MASTER", "managed")
-    session = create_base_session(state_dir=Path(server.state_dir))
+    session = create_base_session(master=master, state_dir=Path(server.state_dir))
     assert is_connect(session) and connect_url_of(session) == server.url
     assert run_session(session).range(4).count() == 4
 
@@ -172,7 +164,7 @@ def test_an_unreachable_connect_url_fails_fast_with_a_hint(tmp_path):
     import socket
     import time
 
-    from aqueduct_dagster.engine.session import SparkConnectUnavailable
+    from aqueduct_dagster.engine.connect_url import SparkConnectUnavailable
 
     with socket.socket() as placeholder:  # a port nothing listens on
         placeholder.bind(("127.0.0.1", 0))

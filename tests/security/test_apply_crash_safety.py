@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.healing.patch import PatchSpec
 from aqueduct_dagster.healing.patch_queue import PatchQueue
 from aqueduct_dagster.healing.revisions import sha256_bytes, text_digest
+from aqueduct_dagster.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ ORIGINAL = (
 DRIVER = textwrap.dedent(
     """
     import os, signal, sys
-    from aqueduct_dagster.config import load_config
+    from aqueduct_dagster.settings import Settings
     from aqueduct_dagster.healing.patch_queue import PatchQueue
     from aqueduct_dagster.healing.revisions import RevisionStore
 
@@ -62,7 +62,7 @@ DRIVER = textwrap.dedent(
         return result
 
     setattr(owner, step, staticmethod(step_then_die) if isinstance(raw, staticmethod) else step_then_die)
-    queue = PatchQueue.from_config(load_config(config_path))
+    queue = PatchQueue.from_settings(Settings.resolve(config_path=config_path))
     if action == "apply":
         queue.apply(argument)
     elif action == "reject":
@@ -92,7 +92,7 @@ class Project:
     blueprint: Path
 
     def queue(self) -> PatchQueue:
-        return PatchQueue.from_config(load_config(self.config_path))
+        return PatchQueue.from_settings(Settings.resolve(config_path=self.config_path))
 
     def label_patch(self, index: int, label: str) -> PatchSpec:
         return PatchSpec(rationale=f"relabel step_{index}", confidence=0.9,

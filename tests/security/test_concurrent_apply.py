@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from aqueduct_dagster.config import load_config
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.patch import PatchSpec, apply_patch_text
 from aqueduct_dagster.healing.patch_queue import CHANGED_SINCE_STAGED, PatchQueue
+from aqueduct_dagster.settings import Settings
 from tests.security.test_apply_crash_safety import ORIGINAL, Project, make_project
 
 EDITORS = 4
@@ -28,7 +28,7 @@ ATTEMPTS = 60
 
 def _worker(root: str, role: str, index: int, shared_patch: str, barrier) -> None:
     project = Project(Path(root), Path(root) / "aqueduct.yml", Path(root) / "blueprints" / "orders.yml")
-    queue = PatchQueue.from_config(load_config(project.config_path))
+    queue = PatchQueue.from_settings(Settings.resolve(config_path=project.config_path))
     outcome: dict = {"role": role, "index": index, "won": [], "errors": []}
     barrier.wait(timeout=120)
     if role == "editor":
