@@ -44,10 +44,15 @@ test-fast: setup
 	$(PY) -m pytest -m "not e2e"
 
 # After `make demo`, serves the demo's Blueprints, state and patch queue (.aqueduct/demo.env),
-# with the reload URL set so an approved patch shows up in the UI at once.
+# with the reload URL set so an approved patch shows up in the UI at once. Warm Spark beside
+# it: the managed Spark Connect server (restarted by its supervisor if its JVM dies) serves
+# every run and heal sandbox, and is stopped when dagster dev stops; if it cannot start,
+# runs use a classic session and say so.
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	@if [ -f .aqueduct/demo.env ]; then echo "serving the demo's state (.aqueduct/demo.env; make clean forgets it)"; fi
 	set -a; [ ! -f .aqueduct/demo.env ] || . ./.aqueduct/demo.env; set +a; \
+	$(VENV)/bin/aqueduct spark up || echo "warm Spark did not start: runs use a classic Spark session"; \
+	trap '$(VENV)/bin/aqueduct spark down' EXIT INT TERM; \
 	AQUEDUCT_DAGSTER_URL=$${AQUEDUCT_DAGSTER_URL:-http://127.0.0.1:3000} $(VENV)/bin/dagster dev -w workspace.yaml
 
 validate: setup

@@ -6,7 +6,6 @@ the `aqueduct_heal` job, whose run shows up in the UI like any other, with its l
 """
 
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,13 @@ from urllib.parse import urlsplit
 import dagster as dg
 
 from aqueduct_dagster.blueprint.manifest import Manifest
-from aqueduct_dagster.config import AqueductConfig, load_config
+from aqueduct_dagster.config import AqueductConfig
 from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY, revision_asset_key
+from aqueduct_dagster.dagster.hooks import announce_heal, announce_review
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG, HEAL_TAG
 from aqueduct_dagster.dagster.translator import safe_name
 from aqueduct_dagster.engine.errors import FailureRecord
+from aqueduct_dagster.settings import DEFAULT_SENSOR_INTERVAL, Settings, current_settings
 
 HEAL_JOB = "aqueduct_heal"
 APPROVE_JOB = "aqueduct_approve_patch"
@@ -43,20 +44,16 @@ def revision_asset_specs(manifests: Sequence[Manifest]) -> list[dg.AssetSpec]:
 # --------------------------------------------------------------------------- shared settings
 
 
-def _config() -> AqueductConfig:
-    return load_config()
-
-
-def _store(config: AqueductConfig):
+def _store(settings: Settings):
     from aqueduct_dagster.stores import default_store
 
-    return default_store(config.state_path, config)
+    return default_store(settings.state_dir, settings.config)
 
 
-def _queue(config: AqueductConfig):
+def _queue(settings: Settings):
     from aqueduct_dagster.healing.heal import PatchQueue
 
-    return PatchQueue.from_config(config)
+    return PatchQueue.from_settings(settings)
 
 
 def _revision_event(revision, redactor: Any = None) -> dg.AssetMaterialization:
@@ -74,15 +71,16 @@ def _revision_event(revision, redactor: Any = None) -> dg.AssetMaterialization:
     )
 
 
-def reload_code_location(log: Any) -> bool:
-    """Ask the webserver to reload the code location, so the UI shows the new definitions.
+def reload_code_location(log: Any, settings: Settings | None = None) -> bool:
+    """Ask the webserver (AQUEDUCT_DAGSTER_URL) to reload the code location, so the UI shows
+    the new definitions; `settings` default to the process's.
 
     Best effort: a revision is already applied, so every failure is logged, never raised.
     """
     from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
-    url = os.environ.get("AQUEDUCT_DAGSTER_URL")
-    location = os.environ.get("AQUEDUCT_CODE_LOCATION", "aqueduct_dagster.definitions")
+    settings = settings or current_settings()
+    url, location = settings.dagster_url, settings.code_location
     if not url:
         log.info("AQUEDUCT_DAGSTER_URL is not set: reload the code location to see the new revision")
         return False
@@ -164,14 +162,17 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
         context.log.info("transient failure: retried by the run's retry policy, never healed")
         return {"status": "skipped", "message": "transient failure"}
 
-    config_file = _config()
+    # The heal's master and state folder are resolved as the failed run's were (Settings), so
+    # the sandbox checks the patch against the same warehouse and store.
+    project = current_settings()
+    config_file = project.config
     manifest = compile_blueprint(blueprint_path)
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=failed_run.job_name), limit=5)
-    session = _lazy_session(manifest, config_file)
+    session = _lazy_session(manifest, project)
     fault = _blame(manifest, failure.module_id, failure.error.to_dict(), session, context.log)
     # The recorded schemas are those of the surfacing module's inputs.
     input_schemas = fault.input_schemas if fault.moved else failure.input_schemas
-    last_good, evidence = _last_good_evidence(instance, failed_run, _store(config_file))
+    last_good, evidence = _last_good_evidence(instance, failed_run, _store(project))
     drift = _drift(manifest, fault.module_id, evidence, input_schemas, session, context.log)
     package = build_failure_package(
         manifest=manifest,
@@ -192,10 +193,10 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     redactor = package.redactor
     install_log_redaction(redactor)
     settings = HealSettings(
-        store=_store(config_file),
-        patches_dir=config_file.patches_path,
-        revisions_dir=config_file.state_path / "revisions",
-        spark_factory=_spark_factory(manifest, config_file),
+        store=_store(project),
+        patches_dir=project.patches_dir,
+        revisions_dir=project.state_dir / "revisions",
+        spark_factory=_spark_factory(manifest, project),
         diagnosers=_diagnosers(config_file),
         max_heals_per_hour=config_file.agent.max_heal_attempts_per_hour,
         operator_guardrails=config_file.agent.guardrails,
@@ -209,9 +210,10 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
     context.log.info(redactor.text(f"heal {outcome.heal_id}: {outcome.status}: {outcome.message}"))
     if outcome.pending_path is not None and outcome.patch is not None:
         offer_for_review(context.instance, outcome.patch.patch_id)
+    announce_heal(outcome, package, manifest, config_file, context.log)
     if outcome.revision is not None:
         context.log_event(_revision_event(outcome.revision, redactor))
-        reload_code_location(context.log)
+        reload_code_location(context.log, project)
     summary = {
         "heal_id": outcome.heal_id,
         "status": outcome.status,
@@ -233,13 +235,13 @@ def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, 
 BLAME_SAMPLE_ROWS = 1000
 
 
-def _lazy_session(manifest: Manifest, config: AqueductConfig) -> Any:
+def _lazy_session(manifest: Manifest, settings: Settings) -> Any:
     """One session for blame, drift and the measure, started only when one of them needs it."""
     sessions: list[Any] = []
 
     def session() -> Any:
         if not sessions:
-            sessions.append(_spark_factory(manifest, config)())
+            sessions.append(_spark_factory(manifest, settings)())
         return sessions[0]
 
     return session
@@ -298,13 +300,11 @@ def _blame(manifest: Manifest, surfaced_in: str, spark_error: dict[str, Any], se
     return found
 
 
-def _spark_factory(manifest: Manifest, config: AqueductConfig):
-    state = config.state_path
-
+def _spark_factory(manifest: Manifest, settings: Settings):
     def factory():
-        from aqueduct_dagster.engine.session import create_base_session, run_session
+        from aqueduct_dagster.engine.session import run_session
 
-        return run_session(create_base_session(manifest.engine, master=config.engine.spark.master_url, state_dir=state))
+        return run_session(settings.base_session(manifest.engine))
 
     return factory
 
@@ -361,7 +361,9 @@ def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> d
 
     patch_id = _patch_id(context, config)
     try:
-        revision = _queue(_config()).apply(patch_id)
+        queue = _queue(current_settings())
+        record = queue.get(patch_id).record
+        revision = queue.apply(patch_id)
     except AqueductError as error:
         if "not pending" in str(error) or "no pending patch" in str(error).lower():
             _withdraw(context.instance, patch_id)  # applied or rejected elsewhere (the CLI)
@@ -370,6 +372,7 @@ def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> d
     context.log_event(_revision_event(revision))
     reload_code_location(context.log)
     context.log.info(revision.summary)
+    announce_review("patch_applied", record, revision.summary, context.log, revision=revision.number)
     return {"revision": revision.number, "blueprint_id": revision.blueprint_id, "patch_id": revision.patch_id}
 
 
@@ -379,11 +382,14 @@ def reject_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> st
 
     patch_id = _patch_id(context, config)
     try:
-        target = _queue(_config()).reject(patch_id, config.reason)
+        queue = _queue(current_settings())
+        record = queue.get(patch_id).record
+        target = queue.reject(patch_id, config.reason)
     except AqueductError as error:
         raise dg.Failure(str(error)) from None
     _withdraw(context.instance, patch_id)
     context.log.info(f"rejected {patch_id}: {target}")
+    announce_review("patch_rejected", record, config.reason or "rejected by a reviewer", context.log)
     return str(target)
 
 
@@ -402,12 +408,13 @@ def reject_patch_job() -> None:
 # --------------------------------------------------------------------------- sensors
 
 
-def build_failure_sensor(blueprint_jobs: Sequence[Any]) -> dg.SensorDefinition:
+def build_failure_sensor(blueprint_jobs: Sequence[Any],
+                         interval_seconds: int = DEFAULT_SENSOR_INTERVAL) -> dg.SensorDefinition:  # fmt: skip
     @dg.run_failure_sensor(
         name="aqueduct_heal_on_failure",
         monitored_jobs=list(blueprint_jobs),
         request_job=aqueduct_heal_job,
-        minimum_interval_seconds=int(os.environ.get("AQUEDUCT_SENSOR_INTERVAL", "15")),
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Launches a heal run for every failed blueprint run",
     )
