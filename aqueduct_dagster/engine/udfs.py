@@ -1,22 +1,23 @@
 """The Blueprint's `udf_registry`, registered in a run's session so its SQL can call them.
 
 Python UDFs are imported from the Blueprint's folder (or anything importable) and shipped
-to the workers *by value*: a worker need not have the Blueprint's folder on its path, and
-this works the same on a classic and a Spark Connect session. `params` make `entry` a
-factory: `entry(**params)` returns the function. Java/Scala UDFs name a class already on the
-JVM's classpath (`spark.jars`).
+to the workers by value (engine/user_code.py), the same on a classic and a Spark Connect
+session. `params` make `entry` a factory: `entry(**params)` returns the function. Java/Scala
+UDFs name a class already on the JVM's classpath (`spark.jars`).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.engine.errors import ConditionError
 from aqueduct_dagster.engine.secrets import reveal_secrets
+from aqueduct_dagster.engine.user_code import (
+    UserCodeNotFound,
+    blueprint_folder,
+    import_user_module,
+    member,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,44 +30,26 @@ def register_udfs(spark: SparkSession, manifest: Manifest) -> list[str]:
     """Register every UDF of `manifest` in `spark`; returns their names."""
     if not manifest.udf_registry:
         return []
-    folder = str(Path(manifest.source_path).expanduser().resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)  # `module: logic` means logic.py beside the Blueprint
+    folder = blueprint_folder(manifest.source_path)
     for udf in manifest.udf_registry:
         if udf.lang == "python":
-            _register_python(spark, udf)
+            _register_python(spark, udf, folder)
         else:
             _register_jvm(spark, udf)
     return [udf.id for udf in manifest.udf_registry]
 
 
-def _register_python(spark: SparkSession, udf: Udf) -> None:
-    from pyspark import cloudpickle
-
+def _register_python(spark: SparkSession, udf: Udf, folder: str | None) -> None:
     if not udf.module:
         raise _error(udf, "a Python UDF needs `module` (a dotted module path)", "set module: <package.module>")
     try:
-        loaded = sys.modules.get(udf.module)
-        # A long-lived code server must see the file as it is now, not as first imported.
-        module = importlib.reload(loaded) if loaded else importlib.import_module(udf.module)
-    except ImportError as error:
-        raise _error(
-            udf,
-            f"cannot import module '{udf.module}': {error}",
-            "put the module beside the Blueprint or on PYTHONPATH",
-        ) from None
-    entry_name = udf.entry or udf.id
-    entry = getattr(module, entry_name, None)
+        entry = member(import_user_module(udf.module, folder), udf.entry or udf.id)
+    except UserCodeNotFound as error:
+        raise _error(udf, str(error), error.hint) from None
     if not callable(entry):
-        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise _error(
-            udf,
-            f"module '{udf.module}' has no function '{entry_name}'{did_you_mean(entry_name, names)}",
-            "set `entry` to a function of that module",
-        )
+        name = f"{udf.module}.{udf.entry or udf.id}"
+        raise _error(udf, f"'{name}' is not a function", "set `entry` to a function of that module")
     function = entry(**reveal_secrets(udf.params)) if udf.params else entry
-    # By value: workers (and a Connect server) need not import the user's module.
-    cloudpickle.register_pickle_by_value(module)
     spark.udf.register(udf.id, _deterministic(function, udf), udf.return_type or "string")
 
 

@@ -186,7 +186,8 @@ def test_assert_module_passes_the_frame_through_without_raising(run_spark, modul
     [
         ({"type": "not_null", "column": "nme"}, "UNRESOLVED_COLUMN.WITH_SUGGESTION"),
         ({"type": "min_rows"}, "AQ_ASSERT_RULE_INVALID"),
-        ({"type": "custom", "fn": "pkg.check"}, "AQ_ASSERT_RULE_UNSUPPORTED"),
+        ({"type": "custom"}, "AQ_ASSERT_RULE_INVALID"),
+        ({"type": "custom", "fn": "no_such_quality_module.check"}, "AQ_ASSERT_CUSTOM_FN"),
         ({"type": "schema_match", "expected": {"id": "hugeint"}}, "AQ_UNKNOWN_TYPE"),
     ],
 )
@@ -195,3 +196,131 @@ def test_rules_that_cannot_be_evaluated_fail_the_module(run_spark, module, peopl
         evaluate_assert(run_spark, _assert(module, [rule]), people)
     assert caught.value.error.condition == condition
     assert caught.value.module_id == "quality"
+
+
+# --------------------------------------------------------------------------- custom rules
+
+#: A quality module beside the Blueprint; every call appends a line to calls.txt beside it.
+QUALITY = """
+from pathlib import Path
+
+CALLS = Path(__file__).with_name("calls.txt")
+
+
+def _called(name):
+    with CALLS.open("a") as calls:
+        calls.write(name + "\\n")
+
+
+def adults_only(df):
+    _called("adults_only")
+    minors = df.filter("age < 30")
+    return {"passed": minors.count() == 0, "message": "people under 30 present",
+            "quarantine_df": minors}
+
+
+def enough_cities(df):
+    _called("enough_cities")
+    return {"passed": df.select("city").distinct().count() >= 2}
+
+
+def not_a_verdict(df):
+    return df.count()
+
+
+def broken(df):
+    raise ValueError("the author's bug")
+"""
+
+
+@pytest.fixture
+def quality_module(tmp_path):
+    """Write the quality module as `<name>.py` beside a Blueprint file; returns a builder of
+    Assert modules located in that Blueprint (as the compiler locates them)."""
+    from aqueduct_dagster.blueprint.manifest import Location
+
+    from .conftest import build_module
+
+    def build(name: str, rules: list[dict]):
+        (tmp_path / f"{name}.py").write_text(QUALITY)
+        built = build_module("Assert", "quality", {"rules": rules}, inputs=("people",))
+        return built.model_copy(update={"location": Location(file=str(tmp_path / "bp.yml"), line=3)})
+
+    return build
+
+
+def _calls(tmp_path) -> list[str]:
+    path = tmp_path / "calls.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_custom_rule_runs_the_function_beside_the_blueprint(run_spark, quality_module, people, tmp_path):
+    rules = [
+        {"type": "custom", "fn": "quality_a.enough_cities"},
+        {"type": "custom", "id": "adults", "fn": "quality_a.adults_only", "on_fail": "warn",
+         "error_type": "Minors"},
+    ]  # fmt: skip
+    outcome = evaluate_assert(run_spark, quality_module("quality_a", rules), people)
+
+    first, second = outcome.results
+    assert (first.name, first.passed, first.observed) == ("custom", True, {"passed": True})
+    assert first.message == "quality_a.enough_cities(df) says pass"
+    assert (second.name, second.passed, second.action) == ("adults", False, "warn")
+    assert second.message == "people under 30 present" and second.error_type == "Minors"
+    assert not outcome.blocking  # warn lets the data through, as for any rule
+    assert _calls(tmp_path) == ["enough_cities", "adults_only"]
+
+
+def test_a_failing_custom_rule_with_abort_blocks(run_spark, quality_module, people):
+    rule = {"type": "custom", "fn": "quality_b.adults_only"}
+    outcome = evaluate_assert(run_spark, quality_module("quality_b", [rule]), people)
+    assert outcome.blocking and outcome.failed[0].action == "abort"
+
+
+def test_custom_quarantine_moves_its_rows_once_and_counts_them(spark, quality_module, people, tmp_path):
+    """The function's rows leave `main` for the spillway; a row a column rule took already
+    is not moved twice; spillway_rate sees every quarantined row; each function runs once."""
+    session = run_session(spark, {"spark.sql.adaptive.enabled": "false"})
+    frame = in_session(session, people)
+    rules = [
+        {"type": "not_null", "column": "city", "on_fail": "quarantine"},
+        {"type": "custom", "id": "adults", "fn": "quality_c.adults_only", "on_fail": "quarantine"},
+        {"type": "spillway_rate", "max": 0.4},
+    ]
+    with spark_jobs(session) as jobs:
+        result = execute_module(session, quality_module("quality_c", rules), {"people": frame})
+    outcome = result.assertion
+    assert _calls(tmp_path) == ["adults_only"]
+    # adults_only's own count, the rules' one aggregate, counting the custom rule's rows.
+    assert outcome.actions == 2 and len(jobs) == 3
+
+    kept = sorted(r.id for r in result.outputs["main"].collect())
+    spilled = {r.id: (r._aq_error_rule, r._aq_error_type, r._aq_error_message)
+               for r in result.outputs["spillway"].collect()}  # fmt: skip
+    assert kept == [1, 4]  # bob: no city (not_null first); cy: 27
+    assert spilled == {
+        2: ("not_null:city", "not_null", "'city' is null"),
+        3: ("adults", "custom", "people under 30 present"),
+    }
+    results = {r.name: r for r in outcome.results}
+    assert results["adults"].observed == {"passed": False, "quarantined": 1}
+    assert outcome.quarantined == result.metadata["quarantined"] == 2
+    assert results["spillway_rate"].observed["quarantined"] == 2
+    assert not results["spillway_rate"].passed  # 2 of 4 rows, more than 0.4
+
+
+@pytest.mark.parametrize(
+    ("fn", "condition", "words"),
+    [
+        ("quality_d.not_a_verdict", "AQ_ASSERT_CUSTOM_RESULT", "returned a int, not a dict"),
+        ("quality_d.broken", "AQ_ASSERT_CUSTOM_FAILED", "raised ValueError: the author's bug"),
+        ("quality_d.adult_only", "AQ_ASSERT_CUSTOM_FN", "did you mean 'adults_only'"),
+        ("adults_only", "AQ_ASSERT_CUSTOM_FN", "does not name a module and a member"),
+    ],
+)
+def test_a_custom_rule_that_cannot_judge_names_its_function(run_spark, quality_module, people, fn, condition, words):
+    rule = {"type": "custom", "id": "mine", "fn": fn}
+    with pytest.raises(ModuleFailed) as caught:
+        evaluate_assert(run_spark, quality_module("quality_d", [rule]), people)
+    assert caught.value.error.condition == condition
+    assert "rule 'mine'" in caught.value.error.message and words in caught.value.error.message

@@ -253,3 +253,78 @@ def test_a_frame_an_earlier_run_persisted_is_not_served_after_the_files_changed(
     later = _read(run_spark, module, config).main
     assert sorted(r.id for r in later.collect()) == ["1", "2", "3"]
     earlier.unpersist()
+
+
+# --------------------------------------------------------------------------- custom data sources
+
+#: A Python data source beside the Blueprint: `start` rows counting down, labelled by `path`.
+READERS = """
+from pyspark.sql.datasource import DataSource, DataSourceReader
+
+
+class Countdown(DataSource):
+    @classmethod
+    def name(cls):
+        return "countdown"
+
+    def schema(self):
+        return "n INT, label STRING"
+
+    def reader(self, schema):
+        return CountdownReader(self.options)
+
+
+class CountdownReader(DataSourceReader):
+    def __init__(self, options):
+        self.start = int(options.get("start", 3))
+        self.label = options.get("path", "none")
+
+    def read(self, partition):
+        for n in range(self.start, 0, -1):
+            yield (n, self.label)
+
+
+class NotASource:
+    pass
+"""
+
+
+def _custom_ingress(tmp_path, module_name: str, config: dict):
+    from aqueduct_dagster.blueprint.manifest import Location
+
+    from .conftest import build_module
+
+    (tmp_path / f"{module_name}.py").write_text(READERS)
+    built = build_module("Ingress", "source", {"format": "custom", **config})
+    return built.model_copy(update={"location": Location(file=str(tmp_path / "bp.yml"), line=2)})
+
+
+def test_a_custom_data_source_beside_the_blueprint_reads_with_its_options(run_spark, tmp_path):
+    config = {"class": "readers_a.Countdown", "options": {"start": 4}, "path": "/somewhere"}
+    result = execute_module(run_spark, _custom_ingress(tmp_path, "readers_a", config), {})
+
+    assert [tuple(r) for r in result.main.collect()] == [(n, "/somewhere") for n in (4, 3, 2, 1)]
+    assert result.metadata["format"] == "countdown"
+    assert result.metadata["columns"] == [{"name": "n", "type": "int"}, {"name": "label", "type": "string"}]
+
+
+def test_a_custom_data_source_needs_no_path_or_options(run_spark, tmp_path):
+    module = _custom_ingress(tmp_path, "readers_b", {"class": "readers_b.Countdown"})
+    assert execute_module(run_spark, module, {}).main.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"class": "readers_c.NotASource"}, "is not a subclass of pyspark.sql.datasource.DataSource"),
+        ({"class": "readers_c.Countdwn"}, "did you mean 'Countdown'"),
+        ({"class": "no_such_readers_module.Countdown"}, "cannot import module 'no_such_readers_module'"),
+        ({}, "needs both `format: custom` and `class`"),
+        ({"format": "csv", "class": "readers_c.Countdown"}, "needs both `format: custom` and `class`"),
+    ],
+)
+def test_a_custom_data_source_that_cannot_load_names_the_class(run_spark, tmp_path, config, words):
+    with pytest.raises(ModuleFailed) as caught:
+        execute_module(run_spark, _custom_ingress(tmp_path, "readers_c", config), {})
+    assert caught.value.error.condition == "AQ_INGRESS_CUSTOM_SOURCE"
+    assert words in caught.value.error.message

@@ -13,6 +13,13 @@ row breaking several such rules once, under the first it breaks. Both frames are
 filters; the counts (per rule, and rows quarantined in all, which `spillway_rate` judges)
 come from the same single `agg`. Without quarantine rules `main` is the input frame itself.
 On other rule types `quarantine` has no rows to move and acts like `warn`.
+
+Custom rules (`type: custom`, `fn: quality.check_orders`) call a function of the Blueprint's
+author, imported from the Blueprint's folder like a UDF (engine/user_code.py): `fn(df)`
+returns `{"passed": bool, "message": str, "quarantine_df": rows to set aside}` (message and
+rows optional). Each function runs once per evaluation; the Spark jobs it starts are its own.
+With `on_fail: quarantine` its rows leave `main` after the column rules' rows (a row once,
+under the first rule that takes it); counting them costs one more action.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from aqueduct_dagster.engine.modules.common import single_input
 from aqueduct_dagster.engine.modules.spillway import with_error_columns
 from aqueduct_dagster.engine.results import AssertOutcome, ModuleResult, RuleResult
 from aqueduct_dagster.engine.types import spark_type_name
+from aqueduct_dagster.engine.user_code import UserCodeNotFound, blueprint_folder, load_reference
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Row, SparkSession
@@ -50,6 +58,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "sql": ("expr",),
     "sql_row": ("expr",),
     "spillway_rate": ("max",),
+    "custom": ("fn",),
 }
 
 
@@ -62,22 +71,31 @@ class _Plan:
     judge: Callable[[Row | None, Row | None], RuleResult]
 
 
-def evaluate_assert(spark: SparkSession, module: CompiledModule, df: DataFrame) -> AssertOutcome:
-    """Evaluate every rule of an Assert module on `df`: at most two Spark actions.
+def evaluate_assert(
+    spark: SparkSession,
+    module: CompiledModule,
+    df: DataFrame,
+    verdicts: Mapping[int, CustomVerdict] | None = None,
+) -> AssertOutcome:
+    """Evaluate every rule of an Assert module on `df`: at most two Spark actions (three
+    with custom quarantine rules). `verdicts`: the custom rules' (see custom_verdicts), when
+    the caller already has them.
 
     A rule that cannot be evaluated (a missing column, a bad expression) raises ModuleFailed.
     """
     try:
-        return _evaluate(module, df)
+        return _evaluate(module, df, custom_verdicts(module, df) if verdicts is None else verdicts)
     except Exception as exc:  # noqa: BLE001 - reported like any module failure
         raise module_failure(module, exc) from exc
 
 
-def _evaluate(module: CompiledModule, df: DataFrame) -> AssertOutcome:
+def _evaluate(
+    module: CompiledModule, df: DataFrame, verdicts: Mapping[int, CustomVerdict]
+) -> AssertOutcome:
     from pyspark.sql import functions as F
 
     config: AssertConfig = module.config
-    plans = [_plan(index, rule, df) for index, rule in enumerate(config.rules)]
+    plans = [_plan(index, rule, df, verdicts.get(index)) for index, rule in enumerate(config.rules)]
 
     main = {alias: column for plan in plans for alias, column in plan.columns.items()}
     sampled = {alias: column for plan in plans for alias, column in plan.sampled.items()}
@@ -96,8 +114,16 @@ def _evaluate(module: CompiledModule, df: DataFrame) -> AssertOutcome:
             F.count(F.lit(1)).alias(ROWS), *[c.alias(a) for a, c in sampled.items()]
         ).collect()[0]
         actions += 1
-    results = [plan.judge(row, sample_row) for plan in plans]
     quarantined = (row[QUARANTINED] or 0) if quarantine else None
+    _, moves = _custom_moves(module, _kept(df, quarantine), verdicts)
+    if moves:
+        counts = _moved_counts(moves)
+        actions += 1
+        row = {**(row.asDict() if row is not None else {}), **counts}
+        quarantined = (quarantined or 0) + sum(counts.values())
+        if QUARANTINED in row:  # what spillway_rate judges: every quarantined row
+            row[QUARANTINED] = quarantined
+    results = [plan.judge(row, sample_row) for plan in plans]
     return AssertOutcome(
         module_id=module.id, results=results, actions=actions, quarantined=quarantined
     )
@@ -112,8 +138,9 @@ def execute_assertion(
     A blocking outcome is returned, not raised: the runner (or the Dagster check) decides.
     """
     frame = single_input(module, inputs)
-    outcome = evaluate_assert(spark, module, frame)
-    passed, quarantined = split_quarantine(module, frame)
+    verdicts = custom_verdicts(module, frame)  # each custom rule's function runs once
+    outcome = evaluate_assert(spark, module, frame, verdicts)
+    passed, quarantined = split_quarantine(module, frame, verdicts)
     metadata: dict[str, Any] = {
         "passed": outcome.passed,
         "blocking": outcome.blocking,
@@ -127,16 +154,37 @@ def execute_assertion(
     return ModuleResult(outputs=outputs, metadata=metadata, assertion=outcome)
 
 
-def split_quarantine(module: CompiledModule, df: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+def split_quarantine(
+    module: CompiledModule, df: DataFrame, verdicts: Mapping[int, CustomVerdict] | None = None
+) -> tuple[DataFrame, DataFrame | None]:
     """(rows no quarantine rule rejects, the rejected rows with `_aq_error_*` columns).
 
-    Lazy (no Spark job). Without quarantine rules: `(df, None)`, `df` itself.
+    Lazy (no Spark job of its own; a custom rule's function may run some, when `verdicts`
+    are not given). Without quarantine rules: `(df, None)`, `df` itself.
     """
+    if verdicts is None:
+        verdicts = custom_verdicts(module, df, quarantine_only=True)
+    rules = quarantine_rules(module.config)
+    passed, quarantined = _split_by_columns(module, df, rules) if rules else (df, None)
+    passed, moves = _custom_moves(module, passed, verdicts)
+    for index, verdict, moved in moves:
+        rule = module.config.rules[index]
+        rows = with_error_columns(
+            moved,
+            module_id=module.id,
+            rule=rule.name,
+            error_type=rule.error_type or rule.type,
+            message=verdict.message or f"rejected by {rule.fn}",
+        )
+        quarantined = rows if quarantined is None else quarantined.unionByName(rows)
+    return passed, quarantined
+
+
+def _split_by_columns(
+    module: CompiledModule, df: DataFrame, rules: list[tuple[AssertRule, Column]]
+) -> tuple[DataFrame, DataFrame]:
     from pyspark.sql import functions as F
 
-    rules = quarantine_rules(module.config)
-    if not rules:
-        return df, None
     rejected = _any(violation for _, violation in rules)
 
     def first_broken(value_of: Callable[[AssertRule], str]) -> Column:
@@ -163,6 +211,11 @@ def quarantine_rules(config: AssertConfig) -> list[tuple[AssertRule, Column]]:
         for rule in config.rules
         if rule.action == "quarantine" and (violation := _violation(rule)) is not None
     ]
+
+
+def _kept(df: DataFrame, quarantine: list[tuple[AssertRule, Column]]) -> DataFrame:
+    """The rows no column quarantine rule rejects (lazy)."""
+    return df.filter(~_any(violation for _, violation in quarantine)) if quarantine else df
 
 
 def _violation(rule: AssertRule) -> Column | None:
@@ -210,14 +263,14 @@ def _count_of(condition: Column) -> Column:
 Judge = Callable[[bool, Any, Any, str], RuleResult]
 
 
-def _plan(index: int, rule: AssertRule, df: DataFrame) -> _Plan:
-    planner = _PLANNERS.get(rule.type)
-    if planner is None:
+def _check_rule(rule: AssertRule) -> None:
+    """A rule of a type the engine evaluates, with the keys its type needs."""
+    if rule.type not in _REQUIRED:
         raise ConditionError(
             "AQ_ASSERT_RULE_UNSUPPORTED",
             f"rule '{rule.name}': type '{rule.type}' is not evaluated by the Spark engine yet",
             {"rule": rule.name, "type": rule.type},
-            hint=f"use one of: {', '.join(_PLANNERS)}",
+            hint=f"use one of: {', '.join(_REQUIRED)}",
         )
     missing = [key for key in _REQUIRED[rule.type] if getattr(rule, key) is None]
     if missing:
@@ -227,6 +280,10 @@ def _plan(index: int, rule: AssertRule, df: DataFrame) -> _Plan:
             {"rule": rule.name, "type": rule.type, "missing": ", ".join(missing)},
             hint=f"set {' and '.join(missing)} on the rule",
         )
+
+
+def _plan(index: int, rule: AssertRule, df: DataFrame, verdict: CustomVerdict | None) -> _Plan:
+    _check_rule(rule)
 
     def result(passed: bool, observed: Any, expected: Any, message: str) -> RuleResult:
         return RuleResult(
@@ -240,7 +297,10 @@ def _plan(index: int, rule: AssertRule, df: DataFrame) -> _Plan:
             error_type=rule.error_type,
         )
 
-    return planner(f"__aq_r{index}", rule, df, result)
+    key = f"__aq_r{index}"
+    if _is_custom(rule):  # its function has already judged the frame
+        return _custom(key, rule, verdict, result)
+    return _PLANNERS[rule.type](key, rule, df, result)
 
 
 def _row_count() -> dict[str, Column]:
@@ -412,6 +472,144 @@ _PLANNERS: dict[str, Callable[[str, AssertRule, DataFrame, Judge], _Plan]] = {
     "sql_row": _sql_row,
     "spillway_rate": _spillway_rate,
 }
+
+
+# --------------------------------------------------------------------------- custom rules
+
+
+@dataclass(frozen=True)
+class CustomVerdict:
+    """What a custom rule's function said about the frame."""
+
+    passed: bool
+    message: str
+    quarantine: DataFrame | None
+
+
+def custom_verdicts(
+    module: CompiledModule, df: DataFrame, *, quarantine_only: bool = False
+) -> dict[int, CustomVerdict]:
+    """Rule index -> the verdict of its function on `df`, for each custom rule (or each one
+    with `on_fail: quarantine`)."""
+    folder = blueprint_folder(module.location.file if module.location else None)
+    return {
+        index: _run_custom(rule, df, folder)
+        for index, rule in enumerate(module.config.rules)
+        if _is_custom(rule) and (rule.action == "quarantine" or not quarantine_only)
+    }
+
+
+def _is_custom(rule: AssertRule) -> bool:
+    return rule.type == "custom"
+
+
+def _run_custom(rule: AssertRule, df: DataFrame, folder: str | None) -> CustomVerdict:
+    from pyspark.errors import PySparkException
+    from pyspark.sql import DataFrame
+
+    _check_rule(rule)
+    facts = {"rule": rule.name, "fn": rule.fn}
+    try:
+        function = load_reference(rule.fn, folder)
+    except UserCodeNotFound as error:
+        raise ConditionError(
+            "AQ_ASSERT_CUSTOM_FN", f"rule '{rule.name}': {error}", facts, hint=error.hint
+        ) from None
+    if not callable(function):
+        raise ConditionError(
+            "AQ_ASSERT_CUSTOM_FN", f"rule '{rule.name}': '{rule.fn}' is not a function", facts,
+            hint="point fn at a function taking the DataFrame",
+        )  # fmt: skip
+    try:
+        answer = function(df)
+    except PySparkException:
+        raise  # Spark's own error (a missing column...): classified like any other
+    except Exception as error:  # noqa: BLE001 - the author's code: say whose it is
+        raise ConditionError(
+            "AQ_ASSERT_CUSTOM_FAILED",
+            f"rule '{rule.name}': {rule.fn}(df) raised {type(error).__name__}: {error}",
+            facts,
+            hint=f"fix {rule.fn} (the Blueprint author's code: a heal never changes it)",
+        ) from error
+    quarantine = answer.get("quarantine_df") if isinstance(answer, Mapping) else None
+    if (
+        not isinstance(answer, Mapping)
+        or not isinstance(answer.get("passed"), bool)
+        or not (quarantine is None or isinstance(quarantine, DataFrame))
+    ):
+        raise ConditionError(
+            "AQ_ASSERT_CUSTOM_RESULT",
+            f"rule '{rule.name}': {rule.fn}(df) returned {_shape(answer)}",
+            facts,
+            hint="return {'passed': True/False, 'message': '...', 'quarantine_df': rows of df "
+            "(optional, for on_fail: quarantine)}",
+        )
+    return CustomVerdict(answer["passed"], str(answer.get("message") or ""), quarantine)
+
+
+def _shape(answer: Any) -> str:
+    if not isinstance(answer, Mapping):
+        return f"a {type(answer).__name__}, not a dict"
+    if not isinstance(answer.get("passed"), bool):
+        return f"a dict whose 'passed' is {answer.get('passed')!r}, not True or False"
+    return f"a 'quarantine_df' that is a {type(answer['quarantine_df']).__name__}, not a DataFrame"
+
+
+def _custom_moves(
+    module: CompiledModule, kept: DataFrame, verdicts: Mapping[int, CustomVerdict]
+) -> tuple[DataFrame, list[tuple[int, CustomVerdict, DataFrame]]]:
+    """(what stays, [(rule index, verdict, rows it moves)]): each custom quarantine rule in
+    order takes its rows still in `kept` (lazy). Rows the function returns that are not
+    rows of the input (or were taken already) are never moved."""
+    from pyspark.sql import functions as F
+
+    moves = []
+    for index, verdict in sorted(verdicts.items()):
+        rule = module.config.rules[index]
+        if rule.action != "quarantine":
+            continue
+        if verdict.quarantine is None:
+            moves.append((index, verdict, kept.limit(0)))
+            continue
+        missing = [c for c in kept.columns if c not in verdict.quarantine.columns]
+        if missing:
+            raise ConditionError(
+                "AQ_ASSERT_CUSTOM_RESULT",
+                f"rule '{rule.name}': quarantine_df lacks the input's column(s) {', '.join(missing)}",
+                {"rule": rule.name, "fn": rule.fn, "missing": ", ".join(missing)},
+                hint="return rows of the input frame, e.g. df.filter(...)",
+            )
+        same_columns = verdict.quarantine.select(
+            *[F.col("`" + c.replace("`", "``") + "`") for c in kept.columns]
+        )
+        moved = same_columns.intersectAll(kept)
+        kept = kept.exceptAll(moved)
+        moves.append((index, verdict, moved))
+    return kept, moves
+
+
+def _moved_counts(moves: list[tuple[int, CustomVerdict, DataFrame]]) -> dict[str, int]:
+    """`__aq_r<index>_quarantined` -> rows each custom rule moves, in one Spark action."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    tagged = [moved.select(F.lit(index).alias("rule")) for index, _, moved in moves]
+    found = reduce(lambda a, b: a.unionByName(b), tagged).groupBy("rule").count().collect()
+    counts = {row["rule"]: row["count"] for row in found}
+    return {f"__aq_r{index}_quarantined": counts.get(index, 0) for index, _, _ in moves}
+
+
+def _custom(key: str, rule: AssertRule, verdict: CustomVerdict, result: Judge) -> _Plan:
+    def judge(row, _):
+        observed: dict[str, Any] = {"passed": verdict.passed}
+        message = verdict.message or f"{rule.fn}(df) says {'pass' if verdict.passed else 'fail'}"
+        if rule.action == "quarantine":
+            count = observed["quarantined"] = row[f"{key}_quarantined"]
+            message += f" ({count} quarantined)" if count else ""
+        return result(verdict.passed, observed, {"passed": True}, message)
+
+    return _Plan({}, {}, judge)
 
 
 def _is_sampled(rule: AssertRule) -> bool:

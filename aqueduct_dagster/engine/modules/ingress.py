@@ -12,6 +12,11 @@ is checked against the read schema without running a Spark job:
 
 A mismatch raises the condition AQ_SCHEMA_HINT_MISMATCH (parameters kind, column, expected,
 actual, mode), so a healer can correct the hint or the source.
+
+`format: custom` reads with a Python data source of the Blueprint's author (Spark's
+`pyspark.sql.datasource.DataSource`): `class: readers.Orders` names the class, imported from
+the Blueprint's folder like a UDF (engine/user_code.py). It is registered in the run's
+session and read like any format: `options` (and `path`, when set) reach it as its options.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.secrets import reveal_secrets
 from aqueduct_dagster.engine.snapshot import ingress_snapshot
 from aqueduct_dagster.engine.types import spark_type_name
+from aqueduct_dagster.engine.user_code import UserCodeNotFound, blueprint_folder, load_reference
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,6 +57,9 @@ _SUFFIX_FORMATS = {
     ".xml": "xml",
 }
 
+#: The format that reads with the data source class named by `class`.
+CUSTOM_FORMAT = "custom"
+
 #: JDBC URL prefix -> driver class. Jars given through `spark.jars` are invisible to
 #: java.sql.DriverManager ("No suitable driver"), so Spark must be told the class by name.
 _JDBC_DRIVERS = {
@@ -71,6 +80,8 @@ def execute_ingress(
         )
     options = reader_options(config.options)
     fmt = (config.format or _format_from_path(spark, config.path)).lower()
+    if fmt == CUSTOM_FORMAT or config.class_:
+        fmt = register_data_source(spark, module)
     if fmt == "csv":
         if config.header is not None:
             options.setdefault("header", "true" if config.header else "false")
@@ -95,7 +106,7 @@ def execute_ingress(
         # from the cache, whatever the files hold now: each run reads what is there.
         spark.catalog.refreshByPath(location)
         frame = reader.format(fmt).load(location)
-    elif options:  # sources addressed by options alone (jdbc: url + dbtable)
+    elif options or config.class_:  # addressed by options alone (jdbc: url + dbtable)
         frame = reader.format(fmt).load()
     else:
         raise ConditionError(
@@ -121,6 +132,37 @@ def execute_ingress(
                                      location=config.path),
     }
     return ModuleResult(outputs={"main": frame}, metadata=metadata)
+
+
+def register_data_source(spark: SparkSession, module: CompiledModule) -> str:
+    """Register the `class` of a `format: custom` Ingress in `spark`; its format name."""
+    from pyspark.sql.datasource import DataSource
+
+    config: IngressConfig = module.config
+    if (config.format or "").lower() != CUSTOM_FORMAT or not config.class_:
+        raise ConditionError(
+            "AQ_INGRESS_CUSTOM_SOURCE",
+            "a custom data source needs both `format: custom` and `class`",
+            {"format": config.format, "class": config.class_},
+            hint="write format: custom and class: <module>.<DataSource subclass>",
+        )
+    facts = {"class": config.class_}
+    folder = blueprint_folder(module.location.file if module.location else None)
+    try:
+        source = load_reference(config.class_, folder)
+    except UserCodeNotFound as error:
+        raise ConditionError(
+            "AQ_INGRESS_CUSTOM_SOURCE", f"class '{config.class_}': {error}", facts, hint=error.hint
+        ) from None
+    if not (isinstance(source, type) and issubclass(source, DataSource)):
+        raise ConditionError(
+            "AQ_INGRESS_CUSTOM_SOURCE",
+            f"'{config.class_}' is not a subclass of pyspark.sql.datasource.DataSource",
+            facts,
+            hint="subclass DataSource: name() returns its format name, reader() its reader",
+        )
+    spark.dataSource.register(source)
+    return source.name()
 
 
 def _as_written(config: IngressConfig, fmt: str) -> dict[str, str]:
