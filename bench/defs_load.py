@@ -8,7 +8,8 @@ times the import of the framework and what the code location module does,
 `load_code_location(folder)`: `build_definitions` (compile + assets + jobs) and what Dagster
 does when a code location loads, `get_repository_def()` with every job resolved (the asset
 graph included); `load_s` is those together (wall time, `load_cpu_s` the process's CPU time
-for them). Compiled Manifests are cached where AQUEDUCT_COMPILE_CACHE says (`off`: nowhere).
+for them). Compiled Manifests, and the asset specs built from them, are cached where
+AQUEDUCT_COMPILE_CACHE says (`off`: nowhere).
 Apart: the repository snapshot a code server sends to the webserver. Prints one JSON object.
 """
 

@@ -19,7 +19,8 @@ and only when it reads back equal to the compiled one; every hit unpickles a cop
 Pickles run code when read, so the folder is created for its owner only and an entry file is
 read only when this user owns it and nobody else may write it or its folder; what it depends
 on is checked, from plain JSON, before its Manifest is unpickled. Files are written
-atomically; an unreadable or foreign file is a miss.
+atomically; an unreadable or foreign file is a miss. Later layers keep what they derive
+from a Manifest beside its entry, under the same rules (`read_companion`, `write_companion`).
 """
 
 from __future__ import annotations
@@ -259,26 +260,17 @@ class CompileCache:
         return kept
 
     def _write_disk(self, folder: Path, key: str, variants: list[_Variant]) -> None:
-        target = _entry_path(folder, key)
         payload = json.dumps(
             {"format": FORMAT, "key": key, "variants": [v.as_json() for v in variants]},
             separators=(",", ":"),
         )
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            if folder not in self._pruned:
-                self._pruned.add(folder)
+        if folder not in self._pruned:
+            self._pruned.add(folder)
+            try:
                 _prune(folder)
-            # Entries hold compiled config (paths, environment values): the owner's only.
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            target.parent.mkdir(mode=0o700, exist_ok=True)
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with open(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-            os.replace(temporary, target)
-        except OSError as error:  # a cache that cannot be written is only slower
-            _log.debug("compile cache: cannot write %s: %s", target, error)
-            temporary.unlink(missing_ok=True)
+            except OSError as error:  # an entry removed meanwhile by another process
+                _log.debug("compile cache: cannot prune %s: %s", folder, error)
+        _write_private(_entry_path(folder, key), payload.encode("utf-8"))
 
 
 #: The cache `compile_blueprint` uses.
@@ -295,6 +287,21 @@ def disk_cache(folder: str | Path | None) -> Iterator[None]:
         _DISK_FOLDER.reset(token)
 
 
+def read_companion(folder: Path | None, key: str, suffix: str) -> bytes | None:
+    """What a later layer stored under `key` beside the compile entries in `folder` (the
+    Dagster asset specs of a Manifest), under the entries' rules: read only when private.
+    None when absent, unreadable, or `folder` is None (no disk cache)."""
+    if folder is None:
+        return None
+    return _read_private(folder, _entry_path(folder, key).with_suffix(suffix))
+
+
+def write_companion(folder: Path | None, key: str, suffix: str, data: bytes) -> None:
+    """Store `data` under `key` beside the compile entries in `folder` (pruned with them)."""
+    if folder is not None:
+        _write_private(_entry_path(folder, key).with_suffix(suffix), data)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -303,7 +310,7 @@ def _digest(data: bytes) -> str:
 
 
 @functools.cache
-def _code_digest() -> str:
+def code_digest() -> str:
     """The compiler's own code and the libraries whose output lands in a Manifest.
 
     Read when this module is imported, with the rest of the compiler: sources edited later
@@ -334,7 +341,7 @@ def _key(
     except (TypeError, ValueError):
         return None
     digest = hashlib.sha256()
-    for part in (_code_digest(), source_path, str(absolute_path), settings):
+    for part in (code_digest(), source_path, str(absolute_path), settings):
         digest.update(part.encode() + b"\0")
     digest.update(text.encode())
     return digest.hexdigest()
@@ -358,7 +365,22 @@ def _private(status: os.stat_result) -> bool:
 
 
 def _read_disk(folder: Path, key: str) -> list[_Variant] | None:
-    path = _entry_path(folder, key)
+    text = _read_private(folder, _entry_path(folder, key))
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        if data.get("format") != FORMAT or data.get("key") != key:
+            return None
+        return [_Variant.from_json(v) for v in data["variants"]][:VARIANTS_PER_KEY]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        _log.debug("compile cache: ignoring unreadable entry %s: %s", key, error)
+        return None
+
+
+def _read_private(folder: Path, path: Path) -> bytes | None:
+    """The file's bytes when this user owns it, its folder and `folder`, and nobody else may
+    write them (what is read may be unpickled); else None."""
     try:
         with open(path, "rb") as handle:
             if not (
@@ -368,15 +390,28 @@ def _read_disk(folder: Path, key: str) -> list[_Variant] | None:
             ):
                 _log.debug("compile cache: %s may be written by others; not read", path)
                 return None
-            data = json.loads(handle.read())
-        if data.get("format") != FORMAT or data.get("key") != key:
-            return None
-        return [_Variant.from_json(v) for v in data["variants"]][:VARIANTS_PER_KEY]
+            return handle.read()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        _log.debug("compile cache: ignoring unreadable entry %s: %s", key, error)
+    except OSError as error:
+        _log.debug("compile cache: ignoring unreadable entry %s: %s", path, error)
         return None
+
+
+def _write_private(target: Path, data: bytes) -> None:
+    """Write `target` atomically, for its owner only (entries hold compiled config: paths,
+    environment values); a cache that cannot be written is only slower."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        target.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except OSError as error:
+        _log.debug("compile cache: cannot write %s: %s", target, error)
+        temporary.unlink(missing_ok=True)
 
 
 def _prune(folder: Path, keep: int = DISK_ENTRIES) -> None:
@@ -397,4 +432,4 @@ def _prune(folder: Path, keep: int = DISK_ENTRIES) -> None:
             pass
 
 
-_code_digest()
+code_digest()

@@ -197,7 +197,13 @@ ENTRIES = """
 """
 PUBLISHED = f"""
 {{
-  assetNodes(assetKeys: [{{path: ["tiny", "published"]}}]) {{ metadataEntries {{ {ENTRIES} }} }}
+  assetNodes(assetKeys: [{{path: ["tiny", "published"]}}]) {{
+    metadataEntries {{ {ENTRIES} }}
+    automationCondition {{ label }}
+  }}
+  eager: assetNodes(assetKeys: [{{path: ["tiny_eager", "copied"]}}]) {{
+    automationCondition {{ label expandedLabel }}
+  }}
   assetOrError(assetKey: {{path: ["tiny", "published"]}}) {{
     ... on Asset {{ assetMaterializations(limit: 1) {{ metadataEntries {{ {ENTRIES} }} }} }}
   }}
@@ -205,14 +211,37 @@ PUBLISHED = f"""
 """
 
 
+#: `automation: eager`, as the webserver shows it (the daemon would run it: it only copies).
+EAGER = """\
+aqueduct: "1.0"
+id: tiny_eager
+name: Tiny, kept fresh
+automation: eager
+modules:
+  - id: orders
+    type: Ingress
+    config: {format: csv, path: "@aq.blueprint.dir()/data/orders.csv", header: true}
+  - id: copied
+    type: Egress
+    config: {format: parquet, path: "@aq.blueprint.dir()/out/copied", mode: overwrite}
+edges:
+  - {from: orders, to: copied}
+"""
+
+
 @pytest.mark.e2e
 def test_the_webserver_serves_the_conventions_and_the_lineage_table(tmp_path):
     folder = _project(tmp_path)
+    (folder / "tiny_eager.yml").write_text(EAGER)
     env = {"AQUEDUCT_BLUEPRINTS_DIR": str(folder), "AQUEDUCT_STATE_DIR": str(tmp_path / "state")}
     with dagster_dev(tmp_path / "home", env=env, port=free_port()) as server:
         assert wait_for_run(server, launch_run(server, "tiny")) == "SUCCESS"
         answer = server.graphql(PUBLISHED)
     (node,) = answer["assetNodes"]
+    assert node["automationCondition"] is None  # tiny has no `automation:`
+    (eager,) = answer["eager"]
+    assert eager["automationCondition"]["label"] == "eager"
+    assert any("any_deps_updated" in part for part in eager["automationCondition"]["expandedLabel"])
     spec = {e["label"]: e for e in node["metadataEntries"]}
     assert "| doubled | valid.doubled |" in spec["aqueduct/column_lineage"]["mdStr"]
     (reference,) = spec["dagster/code_references"]["codeReferences"]
