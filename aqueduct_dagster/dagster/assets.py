@@ -137,7 +137,8 @@ def _module_asset(
     consumers: int,
     external: list[dg.AssetKey] | None = None,
 ) -> dg.AssetsDefinition:
-    input_names = {f"in_{index}": inp.alias for index, inp in enumerate(module.inputs)}
+    # Dagster hands each input by name; the runner routes them (alias, spillway error_types).
+    input_names = {f"in_{index}": (inp.source, inp.port) for index, inp in enumerate(module.inputs)}
     ins = {
         name: dg.AssetIn(key=key_of(inp.source, inp.port), input_manager_key=IO_MANAGER_KEY)
         for name, inp in zip(input_names, module.inputs, strict=True)
@@ -201,7 +202,7 @@ def run_module_step(
     context: dg.AssetExecutionContext,
     manifest: Manifest,
     module: CompiledModule,
-    frames: Mapping[str, Any],
+    upstream: Mapping[tuple[str, str], Any],
     asserts: list[CompiledModule],
     *,
     ports: list[str] | None = None,
@@ -209,6 +210,7 @@ def run_module_step(
 ) -> Iterator[Any]:
     from aqueduct_dagster.dagster.webhooks import notify_assert_failures, notify_module_failure
     from aqueduct_dagster.engine import ModuleFailed, evaluate_assert, execute_module
+    from aqueduct_dagster.engine.runner import route_inputs
 
     resource = getattr(context.resources, SPARK_RESOURCE_KEY)
     bound = resource.bound_manifest(
@@ -230,7 +232,9 @@ def run_module_step(
             rows_written=int(rows) if isinstance(rows, (int, float)) else None, detail=detail,
         ))  # fmt: skip
 
+    frames: dict[str, Any] = {}
     try:
+        frames = route_inputs(module, upstream)
         result = execute_module(spark, module, frames)
     except ModuleFailed as failure:
         record("failure", detail={"condition": failure.error.condition, "signature": failure.error.signature()})

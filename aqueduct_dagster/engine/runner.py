@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +170,7 @@ def run_manifest(
         for module in runnable:
             if module.id in gated:
                 continue
-            inputs = _inputs(module, frames)
+            inputs = route_inputs(module, frames)
             if on_module_start is not None:
                 on_module_start(module, inputs)
             if module.id not in active:
@@ -310,7 +310,10 @@ def _downstream(manifest: Manifest, module_id: str) -> set[str]:
     return behind
 
 
-def _inputs(module: CompiledModule, frames: dict[Key, Any]) -> dict[str, Any]:
+def route_inputs(module: CompiledModule, frames: Mapping[Key, Any]) -> dict[str, Any]:
+    """A module's inputs by alias, from the frames of (module, port) it reads: the one place an
+    edge's port, alias and spillway `error_types` are applied (a whole run here, one Dagster
+    step in dagster/assets.py). A missing signal port leaves a Regulator passive."""
     inputs: dict[str, Any] = {}
     for source in module.inputs:
         frame = frames.get((source.source, source.port))
@@ -396,7 +399,7 @@ def _rebuilt_inputs(
             if outcome.metadata.get("persisted"):
                 persisted.extend(outcome.outputs.values())
             fresh.update({(upstream.id, port): f for port, f in outcome.outputs.items()})
-    return _inputs(module, fresh)
+    return route_inputs(module, fresh)
 
 
 def _only_input(module: CompiledModule, inputs: dict[str, Any]) -> Any:

@@ -35,6 +35,7 @@ modules:
     config:
       rules:
         - {{type: sql_row, expr: "amount > 0", on_fail: quarantine, error_type: BadAmount}}
+        - {{type: sql_row, expr: "region <> 'APAC'", on_fail: quarantine, error_type: OutOfRegion}}
   - id: volume
     type: Probe
     attach_to: merged
@@ -95,11 +96,12 @@ def test_run_routes_rows_quarantines_and_observes(routes):
     assert result.success
     good = DeltaTable(str(out / "good")).to_pyarrow_table()
     bad = DeltaTable(str(out / "bad")).to_pyarrow_table()
-    assert sorted(good.column("id").to_pylist()) == [1, 3, 4]
+    assert sorted(good.column("id").to_pylist()) == [1, 3]
+    # The spillway edge's error_types: the APAC row is quarantined but is not a BadAmount.
     assert sorted(bad.column("id").to_pylist()) == [2, 5]
     assert set(bad.column("_aq_error_type").to_pylist()) == {"BadAmount"}
     quality = next(e for e in result.get_asset_materialization_events() if e.asset_key == KEY(["routes", "quality"]))
-    assert quality.materialization.metadata["aqueduct/quarantined_rows"].value == 2
+    assert quality.materialization.metadata["aqueduct/quarantined_rows"].value == 3
     observations = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     assert observations and observations[0].asset_key == KEY(["routes", "merged"])
     signals = observations[0].event_specific_data.asset_observation.metadata["signals"].value
