@@ -20,7 +20,7 @@ from dagster.components.utils.translation import ResolvedTranslationFn
 from pydantic import BaseModel
 
 from aqueduct_dagster.dagster.factory import build_definitions
-from aqueduct_dagster.dagster.healing import APPROVE_JOB, HEAL_JOB, REJECT_JOB
+from aqueduct_dagster.dagster.healing import APPROVE_JOB, HEAL_JOB, HEAL_SENSOR, REJECT_JOB
 from aqueduct_dagster.dagster.translator import BlueprintTranslator, ModuleAssetData
 
 _HEALING_JOBS = frozenset({HEAL_JOB, APPROVE_JOB, REJECT_JOB})
@@ -103,9 +103,12 @@ class BlueprintsComponent(dg.Component, dg.Resolvable):
         )
         if self.healing:
             return defs
+        # Healing off drops what heals; schedules and the Blueprints' hook sensors stay.
         return dg.Definitions(
             assets=defs.assets,
             asset_checks=defs.asset_checks,
             jobs=[job for job in defs.jobs or [] if job.name not in _HEALING_JOBS],
+            schedules=defs.schedules,
+            sensors=[sensor for sensor in defs.sensors or [] if sensor.name != HEAL_SENSOR],
             resources=defs.resources,
         )

@@ -331,6 +331,8 @@ def aqueduct_heal_job() -> None:
 # diff on the heal run) and launching. A patch id given as config works as well (the CLI's way).
 
 PENDING_PATCHES = dg.DynamicPartitionsDefinition(name="aqueduct_pending_patches")
+#: The sensor that launches a heal run for every failed Blueprint run.
+HEAL_SENSOR = "aqueduct_heal_on_failure"
 
 
 def offer_for_review(instance: dg.DagsterInstance, patch_id: str) -> None:
@@ -411,7 +413,7 @@ def reject_patch_job() -> None:
 def build_failure_sensor(blueprint_jobs: Sequence[Any],
                          interval_seconds: int = DEFAULT_SENSOR_INTERVAL) -> dg.SensorDefinition:  # fmt: skip
     @dg.run_failure_sensor(
-        name="aqueduct_heal_on_failure",
+        name=HEAL_SENSOR,
         monitored_jobs=list(blueprint_jobs),
         request_job=aqueduct_heal_job,
         minimum_interval_seconds=interval_seconds,

@@ -56,6 +56,11 @@ def test_attributes_shape_the_definitions(tmp_path):
     with create_defs_folder_sandbox() as sandbox:
         path = sandbox.scaffold_component(BlueprintsComponent, "orders", scaffold_params={"blueprints_dir": "bps"})
         (path / "bps" / "orders.yml").write_text(BLUEPRINT)
+        # A second Blueprint with a schedule and a run hook: healing off keeps both.
+        hooked = BLUEPRINT.replace("id: orders", "id: nightly", 1)
+        (path / "bps" / "nightly.yml").write_text(
+            hooked + 'schedule: "0 6 * * *"\nhooks:\n  on_success:\n    - webhook: http://127.0.0.1:9/done\n'
+        )
         attributes = {
             "blueprints_dir": "bps",
             "context": {"data_dir": str(data)},
@@ -74,9 +79,11 @@ def test_attributes_shape_the_definitions(tmp_path):
             assert "amount > 8" in clean.metadata["aqueduct/sql"].value
             raw = defs.resolve_assets_def(dg.AssetKey(["lake", "orders", "raw_orders"]))
             assert raw.specs_by_key[raw.key].metadata["dagster/uri"] == f"file://{data}/orders.csv"
-            # healing off: no failure sensor and no heal/approve/reject jobs
-            assert not list(defs.sensors or [])
-            assert [job.name for job in defs.jobs] == ["orders"]
+            # healing off: no failure sensor and no heal/approve/reject jobs; the schedule and
+            # the hook sensor stay
+            assert [sensor.name for sensor in defs.sensors or []] == ["aqueduct_hooks_on_success"]
+            assert sorted(job.name for job in defs.jobs) == ["nightly", "orders"]
+            assert [schedule.cron_schedule for schedule in defs.schedules or []] == ["0 6 * * *"]
             spark = defs.resources["aqueduct_spark"]
             assert isinstance(spark, SparkResource) and spark.master == "local[1]"
 
