@@ -14,12 +14,14 @@ from typing import Any
 
 from aqueduct_dagster.blueprint.loader import BlueprintDocument
 from aqueduct_dagster.blueprint.manifest import ModuleInput
-from aqueduct_dagster.blueprint.models import Blueprint, Edge
+from aqueduct_dagster.blueprint.models import MODULE_MODELS, MODULE_TYPES, Blueprint, Edge
 from aqueduct_dagster.blueprint.suggest import article, did_you_mean, one_of
 from aqueduct_dagster.errors import BlueprintError
 
 #: Single-input, single-output types: the only ones a declaration-order chain can wire.
-CHAINABLE_TYPES = ("Ingress", "Channel", "Egress", "Assert")
+CHAINABLE_TYPES = tuple(
+    name for name, model in zip(MODULE_TYPES, MODULE_MODELS, strict=True) if model.chainable
+)
 MAIN, SPILLWAY, SIGNAL = "main", "spillway", "signal"
 
 _TRUE_WORDS = {"true", "yes", "on", "1"}
@@ -176,7 +178,7 @@ class _GraphBuilder:
 
     def _chain(self) -> list[_Wire]:
         for module_id, module in self.modules.items():
-            if module.type not in CHAINABLE_TYPES:
+            if not module.chainable:
                 raise BlueprintError(
                     f"no `edges:` given, so modules would be chained in declaration order, but "
                     f"'{module_id}' is {article(module.type)}, whose inputs/outputs are "

@@ -144,6 +144,14 @@ class CompiledModule(Frozen):
     def materializes_incrementally(self) -> bool:
         return self.spec.materializes_incrementally
 
+    @property
+    def filters_its_input(self) -> bool:
+        return self.spec.filters_its_input
+
+    @property
+    def testable_alone(self) -> bool:
+        return self.spec.testable_alone
+
 
 class Manifest(Frozen):
     blueprint_id: str

@@ -468,6 +468,13 @@ class ModuleBase(Strict):
     checkpointable: ClassVar[bool] = True
     #: Its output has the columns of its (first) input, whatever its config says.
     passes_columns_through: ClassVar[bool] = False
+    #: Its outputs are lazy filters of its one data input (or that input itself): whoever
+    #: reads them reads that input, so the input is what a runner caches.
+    filters_its_input: ClassVar[bool] = False
+    #: One data input and one output: a Blueprint without `edges:` may chain it.
+    chainable: ClassVar[bool] = False
+    #: An aqtest can run it alone on inline rows (its result depends on its inputs only).
+    testable_alone: ClassVar[bool] = False
 
     @property
     def output_ports(self) -> tuple[str, ...]:
@@ -516,12 +523,15 @@ class ModuleBase(Strict):
 
 class Ingress(ModuleBase):
     type: Literal["Ingress"]
+    chainable: ClassVar[bool] = True
     reads_source: ClassVar[bool] = True
     config: IngressConfig = Field(default_factory=IngressConfig)
 
 
 class Channel(ModuleBase):
     type: Literal["Channel"]
+    chainable: ClassVar[bool] = True
+    testable_alone: ClassVar[bool] = True
     config: ChannelConfig = Field(default_factory=ChannelConfig)
     materialize: Literal["incremental"] | None = None
     watermark_column: str | None = None
@@ -537,6 +547,7 @@ class Channel(ModuleBase):
 
 class Egress(ModuleBase):
     type: Literal["Egress"]
+    chainable: ClassVar[bool] = True
     writes_sink: ClassVar[bool] = True
     checkpointable: ClassVar[bool] = False
     passes_columns_through: ClassVar[bool] = True
@@ -545,6 +556,9 @@ class Egress(ModuleBase):
 
 class Assert(ModuleBase):
     type: Literal["Assert"]
+    filters_its_input: ClassVar[bool] = True
+    chainable: ClassVar[bool] = True
+    testable_alone: ClassVar[bool] = True
     is_quality_check: ClassVar[bool] = True
     passes_columns_through: ClassVar[bool] = True
     config: AssertConfig = Field(default_factory=AssertConfig)
@@ -552,6 +566,8 @@ class Assert(ModuleBase):
 
 class Junction(ModuleBase):
     type: Literal["Junction"]
+    filters_its_input: ClassVar[bool] = True
+    testable_alone: ClassVar[bool] = True
     passes_columns_through: ClassVar[bool] = True
     config: JunctionConfig = Field(default_factory=JunctionConfig)
 
@@ -562,6 +578,7 @@ class Junction(ModuleBase):
 
 class Funnel(ModuleBase):
     type: Literal["Funnel"]
+    testable_alone: ClassVar[bool] = True
     merges_inputs: ClassVar[bool] = True
     passes_columns_through: ClassVar[bool] = True
     config: FunnelConfig = Field(default_factory=FunnelConfig)
@@ -578,6 +595,7 @@ class Probe(ModuleBase):
 
 class Regulator(ModuleBase):
     type: Literal["Regulator"]
+    filters_its_input: ClassVar[bool] = True
     gates_on_signals: ClassVar[bool] = True
     passes_columns_through: ClassVar[bool] = True
     config: RegulatorConfig = Field(default_factory=RegulatorConfig)

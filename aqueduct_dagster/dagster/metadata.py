@@ -39,7 +39,6 @@ BLUEPRINT_DIR_SYMBOL = "${blueprint_dir}"
 #: Asset metadata key of the column lineage as a Markdown table (open-source Dagster's UI
 #: does not render `dagster/column_lineage`).
 COLUMN_LINEAGE_KEY = "aqueduct/column_lineage"
-_STORAGE_TYPES = ("Ingress", "Egress")
 #: Two letters at least: `C:/data` is a Windows drive, not a scheme.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 #: Write modes after which the target holds exactly the rows written (unless `replace_where`).
@@ -81,7 +80,7 @@ def definition_metadata(manifest: Manifest, module: CompiledModule) -> dict[str,
             )
     if module.sql:
         metadata["aqueduct/sql"] = dg.MetadataValue.md(f"```sql\n{module.sql.strip()}\n```")
-    if module.type in _STORAGE_TYPES:
+    if module.reads_source or module.writes_sink:
         metadata.update(storage_address(module.config))
     return metadata
 
@@ -313,11 +312,11 @@ def materialization_metadata(module: CompiledModule, facts: Mapping[str, Any]) -
             # dagster/row_count is the table's size: an append or merge only adds to it.
             whole = facts.get("mode") in _WHOLE_TABLE_MODES and not facts.get("replace_where")
             metadata["dagster/row_count" if whole else key] = int(value)
-        elif key in ("path", "table", "registered_as") and module.type in _STORAGE_TYPES:
+        elif key in ("path", "table", "registered_as") and (module.reads_source or module.writes_sink):
             continue  # the storage address below
         else:
             metadata[key] = metadata_value(value)
-    if module.type in _STORAGE_TYPES:
+    if module.reads_source or module.writes_sink:
         if facts.get("path"):
             metadata["dagster/uri"] = storage_uri(str(facts["path"]))
         table = facts.get("table") or facts.get("registered_as")

@@ -49,14 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Module types whose frame passes through unchanged (Assert), or that are side effects only
-#: (Egress): when not selected by `only`, they hand their input on without running.
-_PASS_THROUGH = ("Assert", "Egress")
-#: Module types whose outputs are lazy filters of their one data input (or that input
-#: itself): a reader of their outputs reads their input, so their input is what is cached.
-_DERIVED = ("Assert", "Junction", "Regulator")
-#: ...of which these run no Spark job of their own on that input.
-_NO_ACTION = ("Junction", "Regulator")
+
+def _hands_input_on(module: CompiledModule) -> bool:
+    """A check (its frame passes through) or a write (a side effect only): when not selected
+    by `only`, it hands its input on without running."""
+    return module.is_quality_check or module.writes_sink
+
 SIGNAL, SPILLWAY = "signal", "spillway"
 
 Key = tuple[str, str]  # (module id, port)
@@ -175,7 +173,7 @@ def run_manifest(
                 on_module_start(module, inputs)
             if module.id not in active:
                 result.prepared.append(module.id)
-                if module.type in _PASS_THROUGH or (frames_only and module.emits_signals):
+                if _hands_input_on(module) or (frames_only and module.emits_signals):
                     frames.update(_passed_through(module, inputs))
                     continue
             started = time.perf_counter()
@@ -205,7 +203,7 @@ def run_manifest(
                 )
             for port, frame in outcome.outputs.items():
                 key = (module.id, port)
-                if module.type in _DERIVED:
+                if module.filters_its_input:
                     # Filters of the module's input: that input is cached if it needs to be.
                     frames[key] = frame
                     continue
@@ -275,16 +273,16 @@ def _uses(runnable: list[CompiledModule], active: set[str]) -> Counter[Key]:
         if module is None:
             return key
         data = _data_inputs(module)
-        derived = module.type in _DERIVED or (
-            module.type in _PASS_THROUGH and module.id not in active and key[1] == "main"
+        derived = module.filters_its_input or (
+            _hands_input_on(module) and module.id not in active and key[1] == "main"
         )
         if derived and len(data) == 1:
             return origin((data[0].source, data[0].port))
         return key
 
     for module in runnable:
-        if module.type in _NO_ACTION:
-            continue
+        if module.filters_its_input and not module.is_quality_check:
+            continue  # a Junction's or a Regulator's split runs no job on its input
         for source in _data_inputs(module):
             uses[origin((source.source, source.port))] += 1
     return uses
@@ -389,7 +387,7 @@ def _rebuilt_inputs(
             continue
         upstream = manifest.modules[source.source]
         upstream_inputs = _rebuilt_inputs(execute, manifest, upstream, fresh, persisted)
-        if upstream.type in _PASS_THROUGH:
+        if _hands_input_on(upstream):
             fresh.update(_passed_through(upstream, upstream_inputs))
         elif upstream.gates_on_signals:  # it was open, or we would not be polling
             data = [upstream_inputs[i.alias] for i in _data_inputs(upstream)]

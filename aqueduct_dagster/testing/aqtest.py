@@ -18,9 +18,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aqueduct_dagster.blueprint.models import MODULE_MODELS, MODULE_TYPES
 from aqueduct_dagster.errors import AqueductError, SourceLocation
 
-TESTABLE_TYPES = ("Channel", "Junction", "Funnel", "Assert")
+#: The module types an aqtest runs alone on inline rows.
+TESTABLE_TYPES = tuple(
+    name for name, model in zip(MODULE_TYPES, MODULE_MODELS, strict=True) if model.testable_alone
+)
 _TYPE_NAMES = {
     "long": "bigint", "int": "int", "integer": "int", "short": "smallint", "byte": "tinyint",
     "double": "double", "float": "float", "string": "string", "bool": "boolean", "boolean": "boolean",
@@ -125,7 +129,7 @@ def run_case(case: TestCase, manifest: Any, spark: Any, *, source: Path) -> Case
     bound = bind_runtime(manifest, RunInfo(run_id="aqtest", started_at=datetime.now(UTC)))
     register_udfs(spark, bound)
     module = bound.module(case.module)
-    if module.type not in TESTABLE_TYPES:
+    if not module.testable_alone:
         raise AqTestError(
             f"test '{case.id}': module '{case.module}' is a {module.type}; aqtests run {', '.join(TESTABLE_TYPES)}",
             location=SourceLocation(str(source)),

@@ -11,19 +11,20 @@ from aqueduct_dagster.errors import BlueprintError
 #: What each type does; the layers (graph, compiler, engine runner, Dagster assets, the
 #: healing effect) branch on these answers, so a change here changes all of them at once.
 BEHAVIOUR = {
-    #            reads  writes check  signal gate   merge  expand chkpt  columns
-    "Ingress":   (True,  False, False, False, False, False, False, True,  False),
-    "Channel":   (False, False, False, False, False, False, False, True,  False),
-    "Egress":    (False, True,  False, False, False, False, False, False, True),
-    "Assert":    (False, False, True,  False, False, False, False, True,  True),
-    "Junction":  (False, False, False, False, False, False, False, True,  True),
-    "Funnel":    (False, False, False, False, False, True,  False, True,  True),
-    "Probe":     (False, False, False, True,  False, False, False, False, True),
-    "Regulator": (False, False, False, False, True,  False, False, True,  True),
-    "Arcade":    (False, False, False, False, False, False, True,  True,  False),
+    #            reads  writes check  signal gate   merge  expand chkpt  columns filter chain  alone
+    "Ingress":   (True,  False, False, False, False, False, False, True,  False,  False, True,  False),
+    "Channel":   (False, False, False, False, False, False, False, True,  False,  False, True,  True),
+    "Egress":    (False, True,  False, False, False, False, False, False, True,   False, True,  False),
+    "Assert":    (False, False, True,  False, False, False, False, True,  True,   True,  True,  True),
+    "Junction":  (False, False, False, False, False, False, False, True,  True,   True,  False, True),
+    "Funnel":    (False, False, False, False, False, True,  False, True,  True,   False, False, True),
+    "Probe":     (False, False, False, True,  False, False, False, False, True,   False, False, False),
+    "Regulator": (False, False, False, False, True,  False, False, True,  True,   True,  False, False),
+    "Arcade":    (False, False, False, False, False, False, True,  True,  False,  False, False, False),
 }  # fmt: skip
 FLAGS = ("reads_source", "writes_sink", "is_quality_check", "emits_signals", "gates_on_signals",
-         "merges_inputs", "expands_into_modules", "checkpointable", "passes_columns_through")  # fmt: skip
+         "merges_inputs", "expands_into_modules", "checkpointable", "passes_columns_through",
+         "filters_its_input", "chainable", "testable_alone")  # fmt: skip
 
 
 def test_module_types_come_from_the_module_union():
