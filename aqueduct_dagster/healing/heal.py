@@ -356,15 +356,16 @@ class Healer:
 
         assert outcome.patch is not None
         patched = apply_patch_text(blueprint_text, outcome.patch)
-        branch, description = open_patch_branch(
+        opened = open_patch_branch(
             blueprint_path, patched, outcome.patch, package, diff=outcome.diff,
             pr_dir=self.settings.patches_dir / "pr", token=os.environ.get(self.settings.git_remote_token_env),
         )  # fmt: skip
         self.settings.store.index_patch(outcome.patch.patch_id, package.blueprint_id, package.signature,
-                                        "branch", str(description), package.heal_id)  # fmt: skip
-        return replace(outcome, status="branch", branch=branch,
-                       message=f"patch {outcome.patch.patch_id} committed on branch {branch}; "
-                               f"PR description {description}")  # fmt: skip
+                                        "branch", str(opened.description), package.heal_id)  # fmt: skip
+        pull_request = f"; pull request {opened.pull_request}" if opened.pull_request else ""
+        return replace(outcome, status="branch", branch=opened.branch,
+                       message=f"patch {outcome.patch.patch_id} committed on branch {opened.branch}; "
+                               f"PR description {opened.description}{pull_request}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- pending patches

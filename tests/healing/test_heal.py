@@ -166,6 +166,20 @@ def test_ci_mode_commits_a_branch_with_a_pr_description(project, tmp_path):
     assert "**Root cause:**" in description and "```diff" in description and "**Confidence:** 0." in description
 
 
+def test_ci_mode_without_a_pull_request_still_heals_and_says_why(project, tmp_path, monkeypatch):
+    """A token but no GitHub origin: the branch is committed, the heal is a success, and the
+    outcome says why no pull request was opened (never showing the token)."""
+    path, manifest, package, settings = project("ci")
+    monkeypatch.setenv(settings.git_remote_token_env, "ghp_not_a_real_token_123")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "orders.yml"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], check=True)
+    outcome = Healer(settings).heal(package, path, manifest.agent)
+    assert outcome.status == "branch", outcome.message
+    assert "pull request not opened" in outcome.message and "ghp_not_a_real_token_123" not in outcome.message
+    subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--verify", outcome.branch], check=True, capture_output=True)
+
+
 def test_llm_takes_over_when_no_rule_fits_and_nothing_secret_leaks(project, tmp_path):
     # A data exception (SQLSTATE class 22) quotes the offending value: it must not leak.
     error = dict(RENAMED, condition="NUMERIC_VALUE_OUT_OF_RANGE", sqlstate="22003", message_parameters={},
