@@ -3,6 +3,9 @@
 The sensor is deliberately thin (a `run_key` per failed run, no I/O beyond the event it was
 handed): an exception in a sensor body loses that run's request. All the work happens in
 the `aqueduct_heal` job, whose run shows up in the UI like any other, with its logs.
+
+The healing machinery (stores, rules, gates, the LLM client) is imported inside the ops: this
+module loads with every code location, and only a heal run needs them.
 """
 
 
@@ -13,6 +16,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
+from aqueduct_dagster.blueprint import compile_blueprint
 from aqueduct_dagster.blueprint.manifest import Manifest
 from aqueduct_dagster.config import AqueductConfig
 from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY, revision_asset_key
@@ -20,6 +24,7 @@ from aqueduct_dagster.dagster.hooks import announce_heal, announce_review
 from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG, HEAL_TAG
 from aqueduct_dagster.dagster.translator import safe_name
 from aqueduct_dagster.engine.errors import FailureRecord
+from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.settings import DEFAULT_SENSOR_INTERVAL, Settings, current_settings
 
 HEAL_JOB = "aqueduct_heal"
@@ -139,7 +144,6 @@ def _failed_trigger_checks(instance: dg.DagsterInstance, run_id: str) -> list[Fa
 
 @dg.op(name="heal", description="Diagnose the failed run, gate a patch, and stage or apply it")
 def heal_op(context: dg.OpExecutionContext, config: HealRunConfig) -> dict[str, Any]:
-    from aqueduct_dagster.blueprint import compile_blueprint
     from aqueduct_dagster.healing.failure import build_failure_package
     from aqueduct_dagster.healing.heal import Healer, HealSettings
     from aqueduct_dagster.healing.redaction import install_log_redaction
@@ -359,8 +363,6 @@ def _patch_id(context: dg.OpExecutionContext, config: PatchIdConfig) -> str:
 
 @dg.op(name="approve_patch", description="Apply a pending patch as a new Blueprint revision")
 def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> dict[str, Any]:
-    from aqueduct_dagster.errors import AqueductError
-
     patch_id = _patch_id(context, config)
     try:
         queue = _queue(current_settings())
@@ -380,8 +382,6 @@ def approve_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> d
 
 @dg.op(name="reject_patch", description="Reject a pending patch")
 def reject_patch_op(context: dg.OpExecutionContext, config: PatchIdConfig) -> str:
-    from aqueduct_dagster.errors import AqueductError
-
     patch_id = _patch_id(context, config)
     try:
         queue = _queue(current_settings())

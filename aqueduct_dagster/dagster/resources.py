@@ -22,6 +22,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from aqueduct_dagster.blueprint import RunInfo, bind_runtime
+from aqueduct_dagster.blueprint.depot import bind_depot, uses_depot
 from aqueduct_dagster.blueprint.manifest import Manifest
 from aqueduct_dagster.blueprint.models import EngineBlock
 from aqueduct_dagster.config import AqueductConfig, load_config
@@ -107,9 +109,6 @@ class SparkResource(dg.ConfigurableResource):
         Before reading the Depot, values staged by earlier runs are settled by their outcome
         in the Dagster instance: committed if the run succeeded, discarded if it failed.
         """
-        from aqueduct_dagster.blueprint import RunInfo, bind_runtime
-        from aqueduct_dagster.blueprint.depot import bind_depot, uses_depot
-
         if self._started_at is None:
             self._started_at = datetime.now(UTC)
         key = (manifest.fingerprint or manifest.blueprint_id, run_id)

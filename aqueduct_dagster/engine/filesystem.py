@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from aqueduct_dagster.engine.connect_url import connect_address
 from aqueduct_dagster.engine.errors import ConditionError
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ def spark_path(spark: SparkSession, path: str) -> HadoopPath | LocalPath:
 
 
 def _server_is_local(spark: SparkSession) -> bool:
-    from aqueduct_dagster.engine.connect_url import connect_address
     from aqueduct_dagster.engine.session import connect_url_of
 
     return connect_address(connect_url_of(spark))[0] in _LOOPBACK

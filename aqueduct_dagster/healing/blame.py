@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from aqueduct_dagster.blueprint import RunInfo, bind_runtime
+from aqueduct_dagster.blueprint.depot import bind_depot
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.runner import run_manifest
@@ -207,9 +209,6 @@ def blame_by_text(manifest: Manifest, surfaced_in: str, error: Mapping[str, Any]
 def bound_for_replay(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None = None) -> Manifest:
     """Run tokens bound as for a sandbox replay; Depot reads see the committed values."""
     from datetime import UTC, datetime
-
-    from aqueduct_dagster.blueprint import RunInfo, bind_runtime
-    from aqueduct_dagster.blueprint.depot import bind_depot
 
     bound = bind_runtime(manifest, RunInfo(run_id="blame", started_at=datetime.now(UTC)))
     return bind_depot(bound, depot_lookup or (lambda key: None))

@@ -20,6 +20,15 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from aqueduct_dagster.blueprint import (
+    RunInfo,
+    bind_runtime,
+    compile_text,
+    parse_single_select,
+    referenced_columns,
+)
+from aqueduct_dagster.blueprint.depot import bind_depot, uses_depot
+from aqueduct_dagster.blueprint.lineage import analysable_sql
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.blueprint.models import Agent
 from aqueduct_dagster.engine.errors import ModuleFailed
@@ -243,8 +252,6 @@ def _sql_problem(sql: str, macros: dict[str, str], is_query: bool) -> str | None
     text = _TEMPLATE.sub(lambda m: f"({macros.get(m.group(1), 'TRUE')})", sql)
     text = _CONTEXT.sub("NULL", text)
     if is_query:
-        from aqueduct_dagster.blueprint import parse_single_select
-
         try:
             parse_single_select(text)
         except AqueductError as error:
@@ -270,8 +277,6 @@ class CompileGate(Gate):
     name = "compile"
 
     def run(self, candidate: Candidate) -> Judged:
-        from aqueduct_dagster.blueprint import compile_text
-
         root = candidate.root_path
         target: PatchTarget | None = None
         try:
@@ -316,8 +321,6 @@ def _blueprint_files(candidate: Candidate) -> set[str]:
     """Every file the unpatched Blueprint compiles from (the root and its Arcades)."""
     import os
 
-    from aqueduct_dagster.blueprint import compile_text
-
     try:
         base = compile_text(candidate.blueprint_text, source_path=candidate.root_path)
     except AqueductError:
@@ -336,8 +339,6 @@ class EffectGate(Gate):
     name = "effect"
 
     def run(self, candidate: Candidate) -> Judged:
-        from aqueduct_dagster.blueprint import compile_text
-
         manifest = candidate.compiled(self.name)
         try:
             operator = _operator_guardrails(candidate)
@@ -373,8 +374,6 @@ class LineageGate(Gate):
     name = "lineage"
 
     def check(self, candidate: Candidate) -> GateResult:
-        from aqueduct_dagster.blueprint import referenced_columns
-
         manifest = candidate.compiled(self.name)
         package = candidate.package
         if package is None:
@@ -425,8 +424,6 @@ def _edited_upstream(patch: PatchSpec, manifest: Manifest, module_id: str) -> li
 def _table_names(sql: str) -> set[str]:
     import sqlglot
     from sqlglot import exp
-
-    from aqueduct_dagster.blueprint.lineage import analysable_sql
 
     try:
         tree = sqlglot.parse_one(analysable_sql(sql), read="spark")
@@ -603,9 +600,6 @@ def _bound(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None 
     """Run tokens bound; Depot reads see the committed values (a gate never writes the Depot)."""
     from datetime import datetime
 
-    from aqueduct_dagster.blueprint import RunInfo, bind_runtime
-    from aqueduct_dagster.blueprint.depot import bind_depot
-
     bound = bind_runtime(manifest, RunInfo(run_id="sandbox", started_at=datetime.now(UTC)))
     return bind_depot(bound, depot_lookup or (lambda key: None))
 
@@ -620,8 +614,6 @@ class FullRunGate(Gate):
         self.scratch_root = scratch_root
 
     def check(self, candidate: Candidate) -> GateResult:
-        from aqueduct_dagster.blueprint.depot import uses_depot
-
         compiled = candidate.compiled(self.name)
         if uses_depot(compiled):
             # Publishing outside a Dagster run could not advance the watermark with the data

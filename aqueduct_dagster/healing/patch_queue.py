@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.patch import PatchSpec, apply_patch_text
 from aqueduct_dagster.healing.revisions import (
@@ -243,8 +244,6 @@ class PatchQueue:
 
     @staticmethod
     def _patched(pending: PendingPatch, blueprint_path: Path, root: Path, current: str) -> str:
-        from aqueduct_dagster.blueprint import compile_text
-
         try:
             patched = apply_patch_text(current, pending.patch)
             if root == blueprint_path:

@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from aqueduct_dagster.blueprint import compile_text
 from aqueduct_dagster.blueprint.models import Agent
-from aqueduct_dagster.errors import AqueductError
+from aqueduct_dagster.errors import AqueductError, ConfigError
 from aqueduct_dagster.healing.gates import (
     Candidate,
     CompileGate,
@@ -31,6 +32,7 @@ from aqueduct_dagster.healing.gates import (
     run_gates,
 )
 from aqueduct_dagster.healing.patch import PatchSpec
+from aqueduct_dagster.healing.redaction import Redactor
 from aqueduct_dagster.settings import Settings, current_settings
 
 #: PatchSpec's own top-level keys; anything else the peer's schema allows goes to `misc`.
@@ -99,9 +101,6 @@ def _verdict(patch: PatchSpec, blueprint_path: Path, policy: Agent | None, confi
 
 
 def _message_redactor(blueprint_text: str) -> Callable[[str], str]:
-    from aqueduct_dagster.errors import ConfigError
-    from aqueduct_dagster.healing.redaction import Redactor
-
     try:
         redactor = Redactor.for_blueprint(blueprint_text)
     except ConfigError as error:
@@ -118,8 +117,6 @@ def _operator_guardrails(config: Any) -> Any:
 
 def _blueprint_policy(text: str, path: Path) -> Agent:
     """The Blueprint's own agent policy (defaults when it does not compile: compile rejects)."""
-    from aqueduct_dagster.blueprint import compile_text
-
     try:
         return compile_text(text, source_path=path).agent
     except AqueductError:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aqueduct_dagster.blueprint import RunInfo, bind_runtime, compile_blueprint
 from aqueduct_dagster.blueprint.models import MODULE_MODELS, MODULE_TYPES
 from aqueduct_dagster.errors import AqueductError, SourceLocation
 
@@ -101,8 +102,6 @@ def load_aqtest(path: str | Path) -> AqTestFile:
 def run_aqtest_file(path: str | Path, spark: Any, *, blueprint: str | Path | None = None,
                     context_overrides: Mapping[str, Any] | None = None) -> list[CaseResult]:  # fmt: skip
     """Run every case of one aqtest file; blueprint errors raise, assertion failures report."""
-    from aqueduct_dagster.blueprint import compile_blueprint
-
     path = Path(path)
     spec = load_aqtest(path)
     blueprint_path = Path(blueprint) if blueprint else (path.parent / spec.blueprint)
@@ -111,7 +110,6 @@ def run_aqtest_file(path: str | Path, spark: Any, *, blueprint: str | Path | Non
 
 
 def run_case(case: TestCase, manifest: Any, spark: Any, *, source: Path) -> CaseResult:
-    from aqueduct_dagster.blueprint import RunInfo, bind_runtime
     from aqueduct_dagster.engine import execute_module
 
     if case.module not in manifest.modules:
