@@ -14,8 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from aqueduct_dagster.blueprint.functions import SECRET_TOKEN
+from aqueduct_dagster.blueprint.loader import load_document, read_blueprint_text
+from aqueduct_dagster.blueprint.suggest import did_you_mean, one_of
 from aqueduct_dagster.env_files import load_dotenv_beside, resolve_engine_block
-from aqueduct_dagster.errors import ConfigError, SourceLocation
+from aqueduct_dagster.errors import BlueprintError, ConfigError, SourceLocation
 
 
 class Loose(BaseModel):
@@ -173,7 +176,6 @@ def resolve_setting(value: str | None, env: dict[str, str] | None = None) -> str
     if value is None:
         return None
     env = dict(os.environ) if env is None else env
-    from aqueduct_dagster.healing.redaction import SECRET_TOKEN
 
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -245,9 +247,6 @@ class _Located(dict):
 
 def _read_config(chosen: Path) -> _Located:
     """aqueduct.yml as data; the Blueprint loader's limits and located errors apply."""
-    from aqueduct_dagster.blueprint.loader import load_document, read_blueprint_text
-    from aqueduct_dagster.errors import BlueprintError
-
     try:
         document = load_document(read_blueprint_text(chosen), str(chosen), what="config", empty_ok=True)
     except BlueprintError as error:
@@ -278,8 +277,6 @@ def _check_known_keys(data: _Located, source: str) -> None:
     the peer's documented keys). Engine sections stay open: `engine.<name>` belongs to engines
     this project may not know.
     """
-    from aqueduct_dagster.blueprint.suggest import did_you_mean, one_of
-
     models: dict[tuple[str, ...], type[BaseModel]] = {
         (): AqueductConfig, ("agent",): AgentConnection, ("agent", "budget"): AgentBudget,
         ("stores",): StoresSettings, ("webhooks",): WebhookSettings, ("danger",): DangerSettings,

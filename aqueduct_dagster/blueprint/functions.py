@@ -22,6 +22,8 @@ from typing import Any, Literal
 FunctionKind = Literal["compile", "secret", "runtime", "depot"]
 
 _CALL_START = re.compile(r"@aq\.(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
+#: An `@aq.secret('NAME')` token as it stays in text until the point of use (group 1: NAME).
+SECRET_TOKEN = re.compile(r"@aq\.secret\(\s*['\"]([^'\"]+)['\"]\s*\)")
 
 
 class CallSyntaxError(ValueError):

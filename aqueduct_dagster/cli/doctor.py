@@ -33,7 +33,7 @@ from aqueduct_dagster.engine.connect_server import find_java
 from aqueduct_dagster.engine.jars import jars_dir, missing_jars
 from aqueduct_dagster.engine.session import connect_url_of, is_connect
 from aqueduct_dagster.errors import AqueductError
-from aqueduct_dagster.healing.redaction import SECRET_TOKEN
+from aqueduct_dagster.blueprint.functions import SECRET_TOKEN
 from aqueduct_dagster.settings import Settings, current_settings
 from aqueduct_dagster.stores import DuckDBStore, PostgresStore, default_store
 

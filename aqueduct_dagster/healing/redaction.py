@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from aqueduct_dagster.blueprint.functions import SECRET_TOKEN
 from aqueduct_dagster.errors import ConfigError
 
-SECRET_TOKEN = re.compile(r"@aq\.secret\(\s*['\"]([^'\"]+)['\"]\s*\)")
 _CREDENTIAL_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 
 #: A referenced secret shorter than this is refused. Every spelling of a secret is matched
