@@ -49,7 +49,10 @@ def test_base_session_has_delta_jars_and_small_data_defaults(spark):
 
 
 def test_create_base_session_returns_the_running_session_unchanged(spark, tmp_path):
-    again = create_base_session(conf={"spark.sql.shuffle.partitions": 11}, state_dir=tmp_path / "other-state")
+    # The engine reads no environment: the suite's session kind is named by its master.
+    master = connect_url_of(spark) if is_connect(spark) else None
+    again = create_base_session(master=master, conf={"spark.sql.shuffle.partitions": 11},
+                                state_dir=tmp_path / "other-state")  # fmt: skip
     if is_connect(spark):  # the process's session for that server, its settings the server's
         assert again is spark
     else:
