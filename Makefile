@@ -52,7 +52,7 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml
 	@if [ -f .aqueduct/demo.env ]; then echo "serving the demo's state (.aqueduct/demo.env; make clean forgets it)"; fi
 	set -a; [ ! -f .aqueduct/demo.env ] || . ./.aqueduct/demo.env; set +a; \
 	$(VENV)/bin/aqueduct spark up || echo "warm Spark did not start: runs use a classic Spark session"; \
-	trap '$(VENV)/bin/aqueduct spark down' EXIT INT TERM; \
+	trap 'exit 130' INT TERM; trap '$(VENV)/bin/aqueduct spark down' EXIT; \
 	AQUEDUCT_DAGSTER_URL=$${AQUEDUCT_DAGSTER_URL:-http://127.0.0.1:3000} $(VENV)/bin/dagster dev -w workspace.yaml
 
 validate: setup
