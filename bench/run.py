@@ -274,8 +274,9 @@ def ours_command(workspace: Workspace, size: str, data: Path, master: str | None
         AQUEDUCT_PATCHES_DIR=str(workspace.root / "patches"),
         AQUEDUCT_CONFIG=str(workspace.config),
     )
-    if master:
-        env["AQUEDUCT_SPARK_MASTER"] = master
+    # Cold is a classic session started by the run, as the hand-written script starts one: the
+    # default master (`auto`) would take the warm server of this state folder when it runs.
+    env["AQUEDUCT_SPARK_MASTER"] = master or "local[2]"
     command = [str(VENV_BIN / "dagster"), "job", "execute", "-m", "aqueduct_dagster.definitions",
                "-j", BLUEPRINT_ID]  # fmt: skip
     return command, env

@@ -32,7 +32,6 @@ def engine_spark_conf(
     `jars_folder`: the configured jars folder (AQUEDUCT_JARS_DIR), else the default one.
     """
     (state / "warehouse").mkdir(parents=True, exist_ok=True)
-    (state / "derby").mkdir(parents=True, exist_ok=True)
     local = master.startswith("local")
     conf: dict[str, str] = dict(_LOCAL_DEFAULTS) if local else {}
     conf["spark.sql.warehouse.dir"] = str(state / "warehouse")
@@ -44,8 +43,13 @@ def engine_spark_conf(
     conf["spark.jars"] = _join(",", jars, user.get("spark.jars"))
     conf["spark.sql.extensions"] = _join(",", [_DELTA_EXTENSION], user.get("spark.sql.extensions"))
     conf.setdefault("spark.sql.catalog.spark_catalog", _DELTA_CATALOG)
-    derby = f"-Dderby.system.home={state / 'derby'}"
-    java_options = [derby]
+    java_options = []
+    if user.get("spark.sql.catalogImplementation", "").lower() != "hive":
+        # Derby files stay in the state folder. A Blueprint that asks for the Hive catalog
+        # gets Hive's embedded metastore where Spark keeps it (the working folder), shared with
+        # any Spark program run there (a populate script), as Aqueduct runs it.
+        (state / "derby").mkdir(parents=True, exist_ok=True)
+        java_options.append(f"-Dderby.system.home={state / 'derby'}")
     if "log4j2.configurationFile" not in user.get("spark.driver.extraJavaOptions", ""):
         java_options.append(f"-Dlog4j2.configurationFile={write_log_config(state).as_uri()}")
     conf["spark.driver.extraJavaOptions"] = _join(

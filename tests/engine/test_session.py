@@ -14,6 +14,7 @@ from aqueduct_dagster.engine.session import (
     is_connect,
     run_session,
 )
+from aqueduct_dagster.engine.spark_conf import engine_spark_conf
 from aqueduct_dagster.errors import ConfigError
 
 
@@ -178,3 +179,15 @@ def test_an_unreachable_connect_url_fails_fast_with_a_hint(tmp_path):
     assert time.perf_counter() - started < 10
     assert "does not answer" in caught.value.message
     assert "aqueduct spark up" in caught.value.hint
+
+
+def test_a_hive_catalog_keeps_its_metastore_where_spark_keeps_it(tmp_path):
+    """Derby lives in the state folder, unless the Blueprint asks for the Hive catalog: then
+    its embedded metastore is Spark's default (the working folder), shared with any Spark
+    program run there, as Aqueduct runs it (gallery snippet 23)."""
+    plain = engine_spark_conf("local[2]", tmp_path / "state", {})
+    assert f"-Dderby.system.home={tmp_path / 'state' / 'derby'}" in plain["spark.driver.extraJavaOptions"]
+    hive = engine_spark_conf("local[2]", tmp_path / "hive-state", {"spark.sql.catalogImplementation": "hive"})
+    assert "derby.system.home" not in hive["spark.driver.extraJavaOptions"]
+    assert hive["spark.sql.catalogImplementation"] == "hive"
+    assert not (tmp_path / "hive-state" / "derby").exists()
