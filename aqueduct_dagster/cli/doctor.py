@@ -27,13 +27,13 @@ import dagster as dg
 from pyspark import SparkContext
 
 from aqueduct_dagster.blueprint import compile_blueprint
+from aqueduct_dagster.blueprint.functions import SECRET_TOKEN
 from aqueduct_dagster.config import AqueductConfig, resolve_setting
 from aqueduct_dagster.dagster.factory import find_blueprint_files
 from aqueduct_dagster.engine.connect_server import find_java
 from aqueduct_dagster.engine.jars import jars_dir, missing_jars
 from aqueduct_dagster.engine.session import connect_url_of, is_connect
 from aqueduct_dagster.errors import AqueductError
-from aqueduct_dagster.blueprint.functions import SECRET_TOKEN
 from aqueduct_dagster.settings import Settings, current_settings
 from aqueduct_dagster.stores import DuckDBStore, PostgresStore, default_store
 
