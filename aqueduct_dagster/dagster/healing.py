@@ -410,11 +410,21 @@ def reject_patch_job() -> None:
 # --------------------------------------------------------------------------- sensors
 
 
+def is_blueprint_run(run: dg.DagsterRun, job_names: set[str]) -> bool:
+    """A run of one of these Blueprint jobs (not a heal or approval run, which carry the
+    Blueprint's tag too)."""
+    return run.job_name in job_names and bool(run.tags.get(BLUEPRINT_TAG))
+
+
 def build_failure_sensor(blueprint_jobs: Sequence[Any],
                          interval_seconds: int = DEFAULT_SENSOR_INTERVAL) -> dg.SensorDefinition:  # fmt: skip
+    names = {job.name for job in blueprint_jobs}
+
     @dg.run_failure_sensor(
         name=HEAL_SENSOR,
-        monitored_jobs=list(blueprint_jobs),
+        # Failures of every origin, filtered below: a run `aqueduct run` made in its own process
+        # has no code-location origin, and Dagster only matches monitored jobs by origin.
+        monitor_all_code_locations=True,
         request_job=aqueduct_heal_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -422,6 +432,8 @@ def build_failure_sensor(blueprint_jobs: Sequence[Any],
     )
     def heal_on_failure(context: dg.RunFailureSensorContext):
         run = context.dagster_run
+        if not is_blueprint_run(run, names):
+            return dg.SkipReason(f"run {run.run_id} of '{run.job_name}' is no run of a Blueprint of this code location")
         return dg.RunRequest(
             run_key=f"heal-{run.run_id}",
             run_config={"ops": {"heal": {"config": {"run_id": run.run_id}}}},

@@ -295,11 +295,14 @@ def _run_hook_sensor(name: str, status: dg.DagsterRunStatus, event: str, monitor
                      targets: Mapping[str, dg.JobDefinition], by_id: Mapping[str, Manifest],
                      interval: int) -> dg.SensorDefinition:  # fmt: skip
     kind = BLUEPRINT_HOOKS[event]
+    monitored_names = {job.name for job in monitored}
 
     @dg.run_status_sensor(
         run_status=status,
         name=name,
-        monitored_jobs=list(monitored),
+        # Runs of every origin, filtered below (`aqueduct run` makes runs with no code-location
+        # origin, which monitored_jobs would never match).
+        monitor_all_code_locations=True,
         request_jobs=list(targets.values()) or None,
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -308,7 +311,7 @@ def _run_hook_sensor(name: str, status: dg.DagsterRunStatus, event: str, monitor
     def run_hooks(context: dg.RunStatusSensorContext):
         run = context.dagster_run
         manifest = by_id.get(run.tags.get(BLUEPRINT_TAG, ""))
-        if manifest is None:
+        if manifest is None or run.job_name not in monitored_names:
             return dg.SkipReason(f"run {run.run_id} is not a run of a Blueprint of this code location")
         try:
             redactor = Redactor.for_manifest(manifest)

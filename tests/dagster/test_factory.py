@@ -116,3 +116,16 @@ def test_retry_policy_becomes_the_jobs_op_retry_policy(demo_project):
     job = build_definitions(demo_project["blueprints"]).resolve_job_def("orders_daily")
     policy = job.op_retry_policy
     assert policy.max_retries == 2 and policy.delay == 2 and policy.backoff is None
+
+
+def test_the_heal_sensor_takes_blueprint_runs_only():
+    """It watches every origin (runs of `aqueduct run` have none), so it must tell a Blueprint's
+    run from a heal or approval run, which carries the Blueprint's tag too."""
+    from aqueduct_dagster.dagster.healing import is_blueprint_run
+
+    jobs = {"orders_daily"}
+    tags = {"aqueduct/blueprint": "orders_daily"}
+    assert is_blueprint_run(dg.DagsterRun(job_name="orders_daily", tags=tags), jobs)
+    assert not is_blueprint_run(dg.DagsterRun(job_name="aqueduct_heal", tags=tags), jobs)
+    assert not is_blueprint_run(dg.DagsterRun(job_name="orders_daily", tags={}), jobs)
+    assert not is_blueprint_run(dg.DagsterRun(job_name="someone_elses_job", tags=tags), jobs)

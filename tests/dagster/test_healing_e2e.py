@@ -4,14 +4,20 @@ An upstream export renames `amount` to `order_amount`. Two copies of the demo bl
 - `orders_human` (approval: human): the run fails, the failure sensor launches a heal run,
   the offline rules stage a patch, the approve job applies it as a new revision, and the
   next run succeeds;
-- `orders_auto` (approval: auto): the heal run applies the patch itself after a full re-run
-  on scratch outputs, and the next run succeeds without anyone acting.
+- `orders_auto` (approval: auto), run from a terminal with `aqueduct run`: the daemon heals it
+  too; the heal run applies the patch itself after a full re-run on scratch outputs, and the
+  next run succeeds without anyone acting.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pyarrow  # noqa: F401  (before deltalake)
@@ -77,7 +83,15 @@ def test_failed_run_is_healed_by_the_daemon_in_human_and_auto_mode(drifted_proje
         "AQUEDUCT_SENSOR_INTERVAL": "2",
     }
     with dagster_dev(root / "home", env=env, port=port) as server:
-        failed = {mode: launch_run(server, f"orders_{mode}") for mode in ("human", "auto")}
+        failed = {"human": launch_run(server, "orders_human")}
+        # auto: run by `aqueduct run` in its own process, as a user would from a terminal: the
+        # run has no code-location origin, and the daemon's sensor must heal it all the same.
+        cli = subprocess.run(
+            [str(Path(sys.executable).with_name("aqueduct")), "run", "orders_auto"], cwd=root, capture_output=True,
+            text=True, timeout=600, env={**os.environ, **env, "DAGSTER_HOME": str(root / "home"), "SPARK_LOCAL_IP": "127.0.0.1"},
+        )  # fmt: skip
+        assert cli.returncode == 1, cli.stdout + cli.stderr
+        failed["auto"] = re.search(r"run ([0-9a-f-]{36}) of job orders_auto", cli.stdout).group(1)
         for run_id in failed.values():
             assert wait_for_run(server, run_id) == "FAILURE"
 
