@@ -21,7 +21,12 @@ from aqueduct_dagster.blueprint.manifest import Manifest
 from aqueduct_dagster.config import AqueductConfig
 from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY, revision_asset_key
 from aqueduct_dagster.dagster.hooks import announce_heal, announce_review
-from aqueduct_dagster.dagster.tags import BLUEPRINT_PATH_TAG, BLUEPRINT_TAG, HEAL_TAG
+from aqueduct_dagster.dagster.tags import (
+    BLUEPRINT_PATH_TAG,
+    BLUEPRINT_TAG,
+    HEAL_TAG,
+    is_blueprint_run,
+)
 from aqueduct_dagster.dagster.translator import safe_name
 from aqueduct_dagster.engine.errors import FailureRecord
 from aqueduct_dagster.errors import AqueductError
@@ -408,12 +413,6 @@ def reject_patch_job() -> None:
 
 
 # --------------------------------------------------------------------------- sensors
-
-
-def is_blueprint_run(run: dg.DagsterRun, job_names: set[str]) -> bool:
-    """A run of one of these Blueprint jobs (not a heal or approval run, which carry the
-    Blueprint's tag too)."""
-    return run.job_name in job_names and bool(run.tags.get(BLUEPRINT_TAG))
 
 
 def build_failure_sensor(blueprint_jobs: Sequence[Any],

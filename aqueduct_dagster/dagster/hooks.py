@@ -37,7 +37,7 @@ from aqueduct_dagster.blueprint.models import HookEntry
 from aqueduct_dagster.blueprint.suggest import did_you_mean
 from aqueduct_dagster.config import AqueductConfig, WebhookSettings
 from aqueduct_dagster.dagster.assets import ERROR_METADATA_KEY
-from aqueduct_dagster.dagster.tags import BLUEPRINT_TAG
+from aqueduct_dagster.dagster.tags import BLUEPRINT_TAG, is_blueprint_run
 from aqueduct_dagster.dagster.translator import safe_name
 from aqueduct_dagster.dagster.webhooks import Webhook, fill, payload, post
 from aqueduct_dagster.engine.errors import FailureRecord
@@ -311,7 +311,7 @@ def _run_hook_sensor(name: str, status: dg.DagsterRunStatus, event: str, monitor
     def run_hooks(context: dg.RunStatusSensorContext):
         run = context.dagster_run
         manifest = by_id.get(run.tags.get(BLUEPRINT_TAG, ""))
-        if manifest is None or run.job_name not in monitored_names:
+        if manifest is None or not is_blueprint_run(run, monitored_names):
             return dg.SkipReason(f"run {run.run_id} is not a run of a Blueprint of this code location")
         try:
             redactor = Redactor.for_manifest(manifest)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aqueduct_dagster.blueprint import RunInfo, bind_runtime
@@ -206,11 +207,11 @@ def blame_by_text(manifest: Manifest, surfaced_in: str, error: Mapping[str, Any]
 # --------------------------------------------------------------------------- Spark replay
 
 
-def bound_for_replay(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None = None) -> Manifest:
-    """Run tokens bound as for a sandbox replay; Depot reads see the committed values."""
-    from datetime import UTC, datetime
-
-    bound = bind_runtime(manifest, RunInfo(run_id="blame", started_at=datetime.now(UTC)))
+def bound_for_replay(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None = None, *,
+                     run_id: str = "blame") -> Manifest:  # fmt: skip
+    """Run tokens bound for a replay outside a Dagster run (blame's, the gates' sandbox and
+    full run); Depot reads see the committed values (a replay never writes the Depot)."""
+    bound = bind_runtime(manifest, RunInfo(run_id=run_id, started_at=datetime.now(UTC)))
     return bind_depot(bound, depot_lookup or (lambda key: None))
 
 

@@ -16,18 +16,15 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from aqueduct_dagster.blueprint import (
-    RunInfo,
-    bind_runtime,
     compile_text,
     parse_single_select,
     referenced_columns,
 )
-from aqueduct_dagster.blueprint.depot import bind_depot, uses_depot
+from aqueduct_dagster.blueprint.depot import uses_depot
 from aqueduct_dagster.blueprint.lineage import analysable_sql
 from aqueduct_dagster.blueprint.manifest import CompiledModule, Manifest
 from aqueduct_dagster.blueprint.models import Agent
@@ -37,6 +34,7 @@ from aqueduct_dagster.engine.results import ModuleResult
 from aqueduct_dagster.engine.runner import RunResult, run_manifest
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.healing.arcade_files import PatchTarget, route_patch
+from aqueduct_dagster.healing.blame import bound_for_replay
 from aqueduct_dagster.healing.contract import OutputProfile, profile_output, violations
 from aqueduct_dagster.healing.effect import (
     EffectPolicy,
@@ -513,7 +511,7 @@ class SandboxGate(Gate):
             return Judged(self.ok("sandbox_mode: off"), candidate)
         sample = None if candidate.policy.sandbox_mode == "preflight" else self.sample_rows
         try:
-            manifest = _bound(compiled, self.depot_lookup)
+            manifest = bound_for_replay(compiled, self.depot_lookup, run_id="sandbox")
         except AqueductError as error:
             return Judged(self.reject(f"the patched pipeline cannot be prepared for a replay: {error}"), candidate)
         refusal = _refuse_unchecked(candidate, manifest)
@@ -596,14 +594,6 @@ def _refuse_unchecked(candidate: Candidate, bound: Manifest) -> str | None:
     return None
 
 
-def _bound(manifest: Manifest, depot_lookup: Callable[[str], str | None] | None = None) -> Manifest:
-    """Run tokens bound; Depot reads see the committed values (a gate never writes the Depot)."""
-    from datetime import datetime
-
-    bound = bind_runtime(manifest, RunInfo(run_id="sandbox", started_at=datetime.now(UTC)))
-    return bind_depot(bound, depot_lookup or (lambda key: None))
-
-
 class FullRunGate(Gate):
     """Auto mode: the whole pipeline on all data, outputs in scratch, promoted only on success."""
 
@@ -621,7 +611,7 @@ class FullRunGate(Gate):
             return self.reject("the pipeline keeps state in the Depot (watermarks): it is not "
                                "re-run and published outside a Dagster run")  # fmt: skip
         try:
-            manifest = _bound(compiled)
+            manifest = bound_for_replay(compiled, run_id="sandbox")
         except AqueductError as error:
             return self.reject(f"the patched pipeline cannot be prepared for a re-run: {error}")
         refusal = _refuse_unchecked(candidate, manifest)

@@ -121,7 +121,7 @@ def test_retry_policy_becomes_the_jobs_op_retry_policy(demo_project):
 def test_the_heal_sensor_takes_blueprint_runs_only():
     """It watches every origin (runs of `aqueduct run` have none), so it must tell a Blueprint's
     run from a heal or approval run, which carries the Blueprint's tag too."""
-    from aqueduct_dagster.dagster.healing import is_blueprint_run
+    from aqueduct_dagster.dagster.tags import is_blueprint_run
 
     jobs = {"orders_daily"}
     tags = {"aqueduct/blueprint": "orders_daily"}
