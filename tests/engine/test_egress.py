@@ -228,6 +228,10 @@ def test_delta_overwrite_append_error_ignore(run_spark, module, people, tmp_path
         run_spark, module, people, {"format": "delta", "path": path, "mode": "overwrite"}
     )
     assert (created.metadata["delta_version"], created.metadata["rows_written"]) == (0, 4)
+    # The commit is read from its log file on both kinds of session (no DESCRIBE HISTORY on a
+    # Connect server of this machine): the added files' statistics come with it.
+    assert created.metadata["profile"]["rows"] == 4
+    assert created.metadata["profile"]["min"]["id"] == 1
     appended = _write(
         run_spark,
         module,

@@ -20,12 +20,13 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aqueduct_dagster.blueprint.models import EgressConfig
 from aqueduct_dagster.engine.errors import ConditionError
-from aqueduct_dagster.engine.filesystem import HadoopPath, spark_location, spark_path
+from aqueduct_dagster.engine.filesystem import HadoopPath, LocalPath, spark_location, spark_path
 from aqueduct_dagster.engine.modules.common import (
     as_list,
     reader_options,
@@ -284,7 +285,9 @@ def _write_delta(
     target: str,
 ) -> dict[str, Any]:
     by_name = bool(config.table)
-    exists = _delta_exists(spark, target, by_name)
+    # Only merge and ignore act on whether the table is there; asking costs a Spark
+    # command on a Connect server (a second one when there is no table), so others do not.
+    exists = mode in ("merge", "ignore") and _delta_exists(spark, target, by_name)
     if mode == "merge" and exists:
         keys = as_list(config.merge_key)
         if not keys:
@@ -333,6 +336,8 @@ def _delta_commit(spark: SparkSession, target: str, by_name: bool) -> dict[str, 
 
         table = DeltaTable.forName(spark, target) if by_name else DeltaTable.forPath(spark, target)
         last = _last_commit_from_log(spark, table)
+    elif (log_folder := _local_delta_log(spark, target, by_name)) is not None:
+        last = _last_commit_from_local_log(log_folder)
     if last is None:  # the history reads the same facts, with a Spark job of its own
         history = spark.sql(f"DESCRIBE HISTORY {_delta_ref(target, by_name)} LIMIT 1")
         last = history.select("version", "operation", "operationMetrics").collect()[0]
@@ -348,6 +353,32 @@ def _delta_commit(spark: SparkSession, target: str, by_name: bool) -> dict[str, 
         # What this commit added (all of it for an overwrite): kept with the run as evidence.
         facts["profile"] = last["profile"]
     return facts
+
+
+def _local_delta_log(spark: SparkSession, target: str, by_name: bool) -> Path | None:
+    """The `_delta_log` folder of a path table, when a Connect server on this machine writes
+    it (the managed one does): its commits can then be read here, without a Spark command."""
+    if by_name or urlsplit(target).scheme not in ("", "file"):
+        return None
+    try:
+        location = spark_path(spark, target)
+    except ConditionError:  # a remote server's filesystem
+        return None
+    return location.path / "_delta_log" if isinstance(location, LocalPath) else None
+
+
+def _last_commit_from_local_log(log_folder: Path) -> dict[str, Any] | None:
+    """The newest commit of a local `_delta_log`: the highest numbered `NNN.json`. None
+    when the folder holds none (a layout this does not know: then history() is asked)."""
+    try:
+        versions = [int(p.stem) for p in log_folder.glob("*.json") if p.stem.isdigit()]
+        if not versions:
+            return None
+        version = max(versions)
+        text = (log_folder / f"{version:020d}.json").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    return _commit_facts(version, text)
 
 
 def _last_commit_from_log(spark: SparkSession, table: Any) -> dict[str, Any] | None:
@@ -370,6 +401,11 @@ def _last_commit_from_log(spark: SparkSession, table: Any) -> dict[str, Any] | N
             stream.close()
     except Exception:  # noqa: BLE001 - internal API or log layout not as expected
         return None
+    return _commit_facts(version, text)
+
+
+def _commit_facts(version: int, text: str) -> dict[str, Any] | None:
+    """Version, operation, metrics and added-files profile of one commit file's text."""
     found = None
     adds = []
     for line in text.splitlines():
@@ -418,6 +454,11 @@ def _delta_exists(spark: SparkSession, target: str, by_name: bool) -> bool:
         from delta.tables import DeltaTable
 
         return DeltaTable.isDeltaTable(spark, target)
+    if (log_folder := _local_delta_log(spark, target, by_name)) is not None:
+        # A table is there once its log holds a commit (or a checkpoint of them).
+        return log_folder.is_dir() and any(
+            p.suffix in (".json", ".parquet") and p.name[:1].isdigit() for p in log_folder.iterdir()
+        )
     try:  # a Connect server answers Delta questions through SQL only
         detail = spark.sql(f"DESCRIBE DETAIL {_delta_ref(target, False)}").collect()
     except Exception:  # noqa: BLE001 - no table there (or not a Delta one)
