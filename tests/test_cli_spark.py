@@ -87,6 +87,38 @@ def test_up_status_restart_down(state):
     assert "no Spark Connect server was running" in spark_cli("down").output
 
 
+@pytest.mark.e2e
+def test_up_in_the_foreground_is_a_service_managers_process(state, tmp_path):
+    """As systemd runs deploy/aqueduct-spark.service: the command stays, is the supervisor
+    (same pid: `down`, `status` and the runs recognise it), and SIGTERM stops it cleanly."""
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "aqueduct"), "spark", "up", "--foreground"]
+    output = tmp_path / "service.out"
+    with output.open("wb") as sink:
+        service = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        assert _wait_for(lambda: connect_server.server_status(state).healthy, 240), output.read_text()
+        info = read_info(state)
+        assert info.supervisor_pid == service.pid and service.poll() is None
+        assert spark_cli("up").exit_code == 0 and read_info(state).supervisor_pid == service.pid
+        second = spark_cli("up", "--foreground")
+        assert second.exit_code == 3 and "already runs" in second.output
+        assert "aqueduct spark down" in second.output
+
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(60) == 0
+        assert _gone(info.jvm_pid)
+        assert read_info(state) is None
+        said = output.read_text()
+        assert "in the foreground" in said and "supervisor: stopped" in said
+    finally:
+        if service.poll() is None:
+            service.kill()
+            spark_cli("down")
+
+
 def test_status_without_a_server_exits_3(state):
     outcome = spark_cli("status")
     assert outcome.exit_code == 3
@@ -148,3 +180,21 @@ def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_the_deploy_unit_runs_a_command_the_cli_accepts():
+    """deploy/aqueduct-spark.service starts `aqueduct spark up --foreground`: the flags it
+    passes are the CLI's (a renamed option would leave a deployment without warm Spark)."""
+    import configparser
+    import shlex
+
+    from aqueduct_dagster.cli.spark import spark_up
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(Path(__file__).resolve().parents[1] / "deploy" / "aqueduct-spark.service")
+    argv = shlex.split(unit["Service"]["ExecStart"])
+    assert Path(argv[0]).name == "aqueduct" and argv[1:3] == ["spark", "up"]
+    context = spark_up.make_context("up", argv[3:])
+    assert context.params["foreground"] is True
+    assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["Restart"] == "on-failure"

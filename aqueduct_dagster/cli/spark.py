@@ -13,7 +13,12 @@ import time
 
 import click
 
-from aqueduct_dagster.engine.connect_server import server_status, start_server, stop_server
+from aqueduct_dagster.engine.connect_server import (
+    run_server_in_foreground,
+    server_status,
+    start_server,
+    stop_server,
+)
 from aqueduct_dagster.engine.session import DEFAULT_MASTER
 from aqueduct_dagster.errors import AqueductError
 from aqueduct_dagster.settings import current_settings
@@ -32,7 +37,13 @@ def spark_command() -> None:
 @click.option(
     "--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for it."
 )
-def spark_up(port: int | None, master: str | None, timeout: float) -> None:
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Stay in the foreground as the server's supervisor until SIGTERM/SIGINT (for "
+    "systemd, Docker or supervisord: deploy/aqueduct-spark.service).",
+)
+def spark_up(port: int | None, master: str | None, timeout: float, foreground: bool) -> None:
     """Start the server in the background (or report the running one) and wait until it answers.
 
     It reads its JVM settings from aqueduct.yml's engine.spark.conf; relative paths in
@@ -41,6 +52,17 @@ def spark_up(port: int | None, master: str | None, timeout: float) -> None:
     started = time.perf_counter()
     try:
         settings = current_settings()
+        if foreground:
+            click.echo(
+                f"supervising the Spark Connect server of {settings.state_dir} in the foreground"
+            )
+            run_server_in_foreground(
+                settings.state_dir,
+                port=port,
+                master=master or DEFAULT_MASTER,
+                conf=dict(settings.spark_conf),
+                jars_dir=settings.jars_dir,
+            )
         info = start_server(
             settings.state_dir,
             port=port,

@@ -34,7 +34,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aqueduct_dagster.engine.connect_url import check_reachable, connect_address
 from aqueduct_dagster.engine.spark_conf import engine_spark_conf, write_log_config
@@ -229,11 +229,76 @@ def start_server(
     """Start the project's server (or return the running one) and wait until it answers."""
 
     state = Path(state_dir).expanduser().resolve()
-    folder = server_dir(state)
-    folder.mkdir(parents=True, exist_ok=True)
     running = read_info(state)
     if running is not None and _alive(running.supervisor_pid, "connect_server"):
         return _wait_until_running(state, running.supervisor_pid, timeout)
+    folder = _prepare_launch(state, running, port=port, master=master, conf=conf, jars_dir=jars_dir)
+    with open(folder / "supervisor.log", "ab") as supervisor_log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", __name__, "supervise", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=supervisor_log,
+            stderr=subprocess.STDOUT,
+            cwd=os.getcwd(),
+            env=_clean_env(),
+            # Its own session: a Ctrl-C in the shell that ran `up` must not reach the server.
+            start_new_session=True,
+        )
+    _CHILDREN[supervisor.pid] = supervisor
+    try:
+        return _wait_until_running(state, supervisor.pid, timeout)
+    except BaseException:
+        stop_server(state)
+        if supervisor.poll() is None:  # it had not written server.json yet
+            supervisor.terminate()
+            try:
+                supervisor.wait(STOP_GRACE_SECONDS + 5)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()
+        raise
+
+
+def run_server_in_foreground(
+    state_dir: Path,
+    *,
+    port: int | None = None,
+    master: str = "local[2]",
+    conf: dict[str, Any] | None = None,
+    jars_dir: Path | None = None,
+) -> NoReturn:
+    """Become the supervisor, in this process, until SIGTERM or SIGINT: for a service manager
+    (systemd, Docker, supervisord, a Kubernetes sidecar) that keeps the process itself. The
+    JVM is restarted when it dies, as with `start_server`; its output goes to server.log and
+    the supervisor's lines to this process's stdout. Exit code 0 once stopped.
+
+    The process is replaced (exec, same pid) by the supervisor's own command line, which
+    `down`, `status` and the runs recognise the supervisor by."""
+    state = Path(state_dir).expanduser().resolve()
+    running = read_info(state)
+    if running is not None and _alive(running.supervisor_pid, "connect_server"):
+        raise SparkServerError(
+            f"a server of this state folder already runs ({running.url}, supervisor pid "
+            f"{running.supervisor_pid}); a second one would fight over its state file",
+            hint="stop it first (`aqueduct spark down`), or let the service manager own it alone",
+        )
+    folder = _prepare_launch(state, running, port=port, master=master, conf=conf, jars_dir=jars_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", __name__, "supervise", str(folder)], _clean_env())
+
+
+def _prepare_launch(
+    state: Path,
+    running: ServerInfo | None,
+    *,
+    port: int | None,
+    master: str,
+    conf: dict[str, Any] | None,
+    jars_dir: Path | None,
+) -> Path:
+    """Check what the server needs and write its launch.json; the server's folder."""
+    folder = server_dir(state)
+    folder.mkdir(parents=True, exist_ok=True)
     _clear_stale(state, running)
 
     if master.startswith(("sc://", "managed")):
@@ -265,30 +330,7 @@ def start_server(
     launch = {"argv": argv, "env": env, "cwd": os.getcwd(), "url": f"sc://{HOST}:{port}",
               "port": port, "master": master, "state_dir": str(state)}  # fmt: skip
     (folder / "launch.json").write_text(json.dumps(launch, indent=2), encoding="utf-8")
-
-    with open(folder / "supervisor.log", "ab") as supervisor_log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", __name__, "supervise", str(folder)],
-            stdin=subprocess.DEVNULL,
-            stdout=supervisor_log,
-            stderr=subprocess.STDOUT,
-            cwd=os.getcwd(),
-            env=_clean_env(),
-            # Its own session: a Ctrl-C in the shell that ran `up` must not reach the server.
-            start_new_session=True,
-        )
-    _CHILDREN[supervisor.pid] = supervisor
-    try:
-        return _wait_until_running(state, supervisor.pid, timeout)
-    except BaseException:
-        stop_server(state)
-        if supervisor.poll() is None:  # it had not written server.json yet
-            supervisor.terminate()
-            try:
-                supervisor.wait(STOP_GRACE_SECONDS + 5)
-            except subprocess.TimeoutExpired:
-                supervisor.kill()
-        raise
+    return folder
 
 
 def stop_server(state_dir: Path, timeout: float = 60.0) -> bool:
