@@ -52,6 +52,10 @@ def spark_conf(master: str) -> dict[str, str]:
 def build_session(master: str, extra_conf: dict[str, str]):
     from pyspark.sql import SparkSession
 
+    if master.startswith("sc://"):
+        # A Spark Connect server that is already up (bench/run.py --warm): its JVM has the
+        # framework's settings; the script only connects, as a hand-written client would.
+        return SparkSession.builder.remote(master).getOrCreate()
     builder = SparkSession.builder.master(master).appName("bench-handwritten")
     for key, value in {**spark_conf(master), **extra_conf}.items():
         builder = builder.config(key, value)
