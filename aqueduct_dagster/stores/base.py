@@ -321,13 +321,14 @@ class Store(ABC):
     def record_module_metric(self, *, run_id: str, blueprint_id: str, module_id: str, module_type: str,
                              status: str, duration_ms: int, rows_written: int | None = None,
                              detail: dict[str, Any] | None = None) -> None:  # fmt: skip
-        """One module of one run (a retried module keeps its last attempt)."""
-        self.execute("DELETE FROM aq_module_metrics WHERE run_id = ? AND module_id = ?", (run_id, module_id))
-        self.execute(
-            "INSERT INTO aq_module_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, blueprint_id, module_id, module_type, status, duration_ms, rows_written,
-             json.dumps(detail or {}, default=str), utc_now()),
-        )  # fmt: skip
+        """One module of one run (a retried module keeps its last attempt): one transaction,
+        so the attempt is replaced, never lost, and the store is opened once."""
+        self.execute_atomically([
+            ("DELETE FROM aq_module_metrics WHERE run_id = ? AND module_id = ?", (run_id, module_id)),
+            ("INSERT INTO aq_module_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (run_id, blueprint_id, module_id, module_type, status, duration_ms, rows_written,
+              json.dumps(detail or {}, default=str), utc_now())),
+        ])  # fmt: skip
 
     def module_metrics(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.execute(
@@ -372,16 +373,20 @@ class Store(ABC):
     # ------------------------------------------------------------------ column lineage
 
     def record_lineage(self, blueprint_id: str, fingerprint: str, edges: list[tuple[str, str, str, str]]) -> None:
-        """(module, column, source module, source column) edges of one compiled Blueprint version."""
-        if self.execute(
-            "SELECT COUNT(*) FROM aq_column_lineage WHERE blueprint_id = ? AND fingerprint = ?", (blueprint_id, fingerprint)
-        )[0][0]:
-            return
-        for module_id, column, source_module, source_column in edges:
-            self.execute(
-                "INSERT INTO aq_column_lineage VALUES (?, ?, ?, ?, ?, ?)",
-                (blueprint_id, fingerprint, module_id, column, source_module, source_column),
+        """(module, column, source module, source column) edges of one compiled Blueprint
+        version, once: all of them in one transaction (the store opened once, not per edge)."""
+        self.migrate()
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            cursor.execute(
+                self._sql("SELECT COUNT(*) FROM aq_column_lineage WHERE blueprint_id = ? AND fingerprint = ?"),
+                (blueprint_id, fingerprint),
             )
+            if cursor.fetchall()[0][0]:
+                return
+            insert = self._sql("INSERT INTO aq_column_lineage VALUES (?, ?, ?, ?, ?, ?)")
+            for module_id, column, source_module, source_column in edges:
+                cursor.execute(insert, (blueprint_id, fingerprint, module_id, column, source_module, source_column))
 
     def lineage(self, blueprint_id: str, fingerprint: str) -> list[tuple[str, str, str, str]]:
         rows = self.execute(

@@ -106,3 +106,20 @@ def test_depot_values_are_visible_only_after_commit(store):
     store.depot_stage("bp", {"watermark": "2026-02-01"}, "r2")
     store.depot_discard("bp", "r2")  # the run failed: the watermark does not advance
     assert store.depot_get("bp", "watermark") == "2026-01-01"
+
+
+def test_a_runs_writes_open_the_store_once_each(store, monkeypatch):
+    """Each write is one transaction on one connection: a DuckDB file costs ~20 ms to open
+    and close, and the run's end waits for the last write (it opened it per statement, per
+    lineage edge)."""
+    store.migrate()
+    opened = []
+    connect = store._connect
+    monkeypatch.setattr(store, "_connect", lambda: opened.append(1) or connect())
+    store.record_module_metric(run_id="r1", blueprint_id="bp", module_id="out", module_type="Egress",
+                               status="success", duration_ms=90, rows_written=7)  # fmt: skip
+    assert len(opened) == 1
+    edges = [("clean", f"c{i}", "raw", f"c{i}") for i in range(25)]
+    store.record_lineage("bp", "fp1", edges)
+    assert len(opened) == 2
+    assert len(store.lineage("bp", "fp1")) == 25
