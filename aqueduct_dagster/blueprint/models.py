@@ -261,6 +261,17 @@ class IngressConfig(Strict):
     class_: str | None = Field(default=None, alias="class")
     time_travel: IngressTimeTravel | None = None
 
+    @model_validator(mode="after")
+    def _custom_source_is_whole(self) -> IngressConfig:
+        custom = (self.format or "").lower() == "custom"
+        if custom and not self.class_:
+            raise ValueError("`format: custom` reads with a data source of your own: name it with "
+                             "`class: <module>.<DataSource subclass>` (the module beside the Blueprint)")  # fmt: skip
+        if self.class_ and not custom:
+            raise ValueError(f"`class` names a data source of your own, read with `format: custom` "
+                             f"(this Ingress has format: {self.format or 'none'}); write format: custom")  # fmt: skip
+        return self
+
 
 ChannelOp = Literal[
     "sql", "join", "filter", "select", "rename", "cast", "deduplicate",
@@ -355,6 +366,21 @@ AssertRuleType = Literal[
 ]  # fmt: skip
 
 
+#: The keys each rule type cannot do without (the engine reads these, the compiler checks them).
+RULE_REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "min_rows": ("min",),
+    "max_rows": ("max",),
+    "not_null": ("column",),
+    "null_rate": ("column", "max"),
+    "schema_match": ("expected",),
+    "freshness": ("column", "max_age_hours"),
+    "sql": ("expr",),
+    "sql_row": ("expr",),
+    "spillway_rate": ("max",),
+    "custom": ("fn",),
+}
+
+
 class AssertRule(Strict):
     type: AssertRuleType
     id: str | None = None
@@ -369,6 +395,17 @@ class AssertRule(Strict):
     min_pass_rate: float | None = None
     error_type: str | None = None
     on_fail: OnFailAction | AssertOnFailBlock | None = None
+
+    @model_validator(mode="after")
+    def _has_required_keys(self) -> AssertRule:
+        # Found when the Blueprint loads (file:line in the error), not when the run reaches it.
+        missing = [key for key in RULE_REQUIRED_KEYS.get(self.type, ()) if getattr(self, key) is None]
+        if missing:
+            example = {"fn": "quality.check_orders", "column": "<column>", "expr": "<SQL expression>",
+                       "expected": "{column: type}"}  # fmt: skip
+            sample = ", ".join(f"{key}: {example.get(key, '<value>')}" for key in missing)
+            raise ValueError(f"a `{self.type}` rule needs {' and '.join(missing)} (e.g. {sample})")
+        return self
 
     @property
     def action(self) -> OnFailAction:

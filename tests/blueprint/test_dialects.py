@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aqueduct_dagster.blueprint.models import Blueprint
+from aqueduct_dagster.blueprint.models import RULE_REQUIRED_KEYS, Blueprint
 from tests.support.shared import shared_reference
 
 SCHEMA = json.loads(shared_reference("aqueduct-core-2.3.0", "schema_blueprint.json").read_text())
@@ -22,6 +22,8 @@ DEFS: dict[str, Any] = SCHEMA["$defs"]
 ROOT = "<root>"
 #: Keys the schema types as a free string whose values the engine still restricts.
 VALUES = {("ChannelConfigSchema", "op"): "sql"}
+#: Keys that only make sense with another one, which loading checks: written together.
+COMPANIONS = {("IngressConfigSchema", "class"): {"format": "custom"}}
 
 
 def _schema(name: str) -> dict[str, Any]:
@@ -61,7 +63,13 @@ def minimal(name: str) -> dict[str, Any]:
     schema = _schema(name)
     if name == ROOT:
         return {"aqueduct": "1.0", "id": "bp", "name": "Blueprint", "modules": [minimal("IngressSchema")]}
-    return {key: sample(schema["properties"][key]) for key in schema.get("required", [])}
+    instance = {key: sample(schema["properties"][key]) for key in schema.get("required", [])}
+    if name == "AssertRuleSchema":
+        # The schema requires `type` alone; the keys that type reads are checked when a
+        # Blueprint loads here (a rule without them fails to load, not when a run reaches it).
+        for key in RULE_REQUIRED_KEYS.get(instance["type"], ()):
+            instance.setdefault(key, sample(schema["properties"][key]))
+    return instance
 
 
 def _parents() -> dict[str, tuple[str, str, str]]:
@@ -109,6 +117,7 @@ def test_every_record_of_the_schema_is_reachable():
 def test_aqueduct_2_3_key_is_accepted(record: str, key: str):
     instance = minimal(record)
     instance[key] = VALUES.get((record, key)) or sample(_schema(record)["properties"][key])
+    instance.update(COMPANIONS.get((record, key), {}))
     Blueprint.model_validate(embed(record, instance))
 
 

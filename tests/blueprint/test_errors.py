@@ -85,6 +85,43 @@ def test_several_validation_problems_are_listed_after_the_first(compile_error):
     assert ":9:5: module has no 'id'" in error.message
 
 
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ("{type: not_null, on_fail: warn}", "a `not_null` rule needs column (e.g. column: <column>)"),
+        ("{type: null_rate, column: city}", "a `null_rate` rule needs max"),
+        ("{type: min_rows}", "a `min_rows` rule needs min"),
+        ("{type: freshness}", "a `freshness` rule needs column and max_age_hours"),
+        ("{type: sql}", "a `sql` rule needs expr (e.g. expr: <SQL expression>)"),
+        ("{type: custom}", "a `custom` rule needs fn (e.g. fn: quality.check_orders)"),
+    ],
+)
+def test_an_assert_rule_without_the_keys_its_type_needs_fails_to_load(compile_error, rule, says):
+    # Found when the Blueprint loads, with its line, not when a run reaches the Assert.
+    error = compile_error(
+        HEAD + "modules:\n  - id: quality\n    type: Assert\n    config:\n      rules:\n"
+        "        - {type: min_rows, min: 1}\n"
+        f"        - {rule}\n"
+    )
+    assert where(error)[0] == 10
+    assert error.module_id == "quality"
+    assert "config.rules.1" in error.message and says in error.message
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ("{format: custom}", "name it with `class: <module>.<DataSource subclass>`"),
+        ("{format: csv, path: x.csv, class: readers.Countdown}", "`class` names a data source of your own"),
+        ("{class: readers.Countdown}", "`class` names a data source of your own"),
+    ],
+)
+def test_a_custom_data_source_needs_format_custom_and_its_class(compile_error, config, says):
+    error = compile_error(HEAD + f"modules:\n  - id: source\n    type: Ingress\n    config: {config}\n")
+    assert where(error)[0] == 7 and error.module_id == "source"
+    assert says in error.message
+
+
 def test_unsupported_format_version(compile_error):
     error = compile_error('aqueduct: "2.0"\nid: t\nname: T\nmodules: []\n')
     assert where(error) == (1, 11) and "aqueduct: '2.0'" in error.message

@@ -319,8 +319,6 @@ def test_a_custom_data_source_needs_no_path_or_options(run_spark, tmp_path):
         ({"class": "readers_c.NotASource"}, "is not a subclass of pyspark.sql.datasource.DataSource"),
         ({"class": "readers_c.Countdwn"}, "did you mean 'Countdown'"),
         ({"class": "no_such_readers_module.Countdown"}, "cannot import module 'no_such_readers_module'"),
-        ({}, "needs both `format: custom` and `class`"),
-        ({"format": "csv", "class": "readers_c.Countdown"}, "needs both `format: custom` and `class`"),
     ],
 )
 def test_a_custom_data_source_that_cannot_load_names_the_class(run_spark, tmp_path, config, words):

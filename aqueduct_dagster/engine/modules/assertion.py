@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aqueduct_dagster.blueprint.models import AssertConfig, AssertRule
+from aqueduct_dagster.blueprint.models import RULE_REQUIRED_KEYS, AssertConfig, AssertRule
 from aqueduct_dagster.engine.errors import ConditionError, module_failure
 from aqueduct_dagster.engine.modules.common import single_input
 from aqueduct_dagster.engine.modules.spillway import with_error_columns
@@ -47,19 +47,6 @@ ROWS = "__aq_rows"
 QUARANTINED = "__aq_quarantined"
 SAMPLE_SEED = 17
 
-#: Required config keys per rule type.
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "min_rows": ("min",),
-    "max_rows": ("max",),
-    "not_null": ("column",),
-    "null_rate": ("column", "max"),
-    "schema_match": ("expected",),
-    "freshness": ("column", "max_age_hours"),
-    "sql": ("expr",),
-    "sql_row": ("expr",),
-    "spillway_rate": ("max",),
-    "custom": ("fn",),
-}
 
 
 @dataclass
@@ -265,14 +252,14 @@ Judge = Callable[[bool, Any, Any, str], RuleResult]
 
 def _check_rule(rule: AssertRule) -> None:
     """A rule of a type the engine evaluates, with the keys its type needs."""
-    if rule.type not in _REQUIRED:
+    if rule.type not in RULE_REQUIRED_KEYS:
         raise ConditionError(
             "AQ_ASSERT_RULE_UNSUPPORTED",
             f"rule '{rule.name}': type '{rule.type}' is not evaluated by the Spark engine yet",
             {"rule": rule.name, "type": rule.type},
-            hint=f"use one of: {', '.join(_REQUIRED)}",
+            hint=f"use one of: {', '.join(RULE_REQUIRED_KEYS)}",
         )
-    missing = [key for key in _REQUIRED[rule.type] if getattr(rule, key) is None]
+    missing = [key for key in RULE_REQUIRED_KEYS[rule.type] if getattr(rule, key) is None]
     if missing:
         raise ConditionError(
             "AQ_ASSERT_RULE_INVALID",
