@@ -236,8 +236,11 @@ def test_new_code_locations(project):
              "config": {"signals": [{"type": "custom", "module": "evil_mod", "entry": "run"}]}}}  # fmt: skip
     message = rejected(verdict(project, probe))
     assert "loads new code (probe" in message and "evil_mod" in message
-    message = rejected(verdict(project, set_key("raw", "class", "com.evil.Reader")))
-    assert "loads new code (class com.evil.Reader)" in message
+    # A whole custom data source compiles; the effect gate refuses the code it would load.
+    custom = verdict(project, set_key("raw", "format", "custom"), set_key("raw", "class", "com.evil.Reader"))
+    assert "loads new code (class com.evil.Reader in module 'raw')" in rejected(custom)
+    # `class` on a csv Ingress does not even compile (it would be read as csv).
+    assert "write format: custom" in rejected(verdict(project, set_key("raw", "class", "com.evil.Reader")), "compile")
     message = rejected(verdict(project, set_key("raw", "format", "com.evil.spark.DefaultSource")))
     assert "loads new code (data source format com.evil.spark.defaultsource)" in message
     passed(verdict(project, set_key("raw", "format", "CSV")))
