@@ -331,3 +331,28 @@ def test_register_as_table_with_a_relative_path_points_at_the_written_files(run_
     # Not resolved against the warehouse folder, where nothing was written.
     assert run_spark.table("relative_people").count() == people.count()
     run_spark.sql("DROP TABLE IF EXISTS relative_people")
+
+
+def test_a_local_delta_log_gives_its_newest_commit_unless_a_newer_one_is_staged(tmp_path):
+    """What a Connect run reads instead of DESCRIBE HISTORY: the highest `NNN.json`; a newer
+    commit still in `_staged_commits` (coordinated commits) sends it back to the history."""
+    import json
+
+    from aqueduct_dagster.engine.modules.egress import _last_commit_from_local_log
+
+    log = tmp_path / "_delta_log"
+    log.mkdir()
+    for version, rows in ((0, 4), (1, 2)):
+        info = {"commitInfo": {"operation": "WRITE", "operationMetrics": {"numOutputRows": str(rows)}}}
+        add = {"add": {"path": f"part-{version}.parquet",
+                       "stats": json.dumps({"numRecords": rows, "nullCount": {"id": 0},
+                                            "minValues": {"id": 1}, "maxValues": {"id": rows}})}}  # fmt: skip
+        (log / f"{version:020d}.json").write_text(json.dumps(info) + "\n" + json.dumps(add) + "\n")
+    (log / "00000000000000000001.crc").write_text("{}")
+    newest = _last_commit_from_local_log(log)
+    assert (newest["version"], newest["operationMetrics"], newest["profile"]["rows"]) == (1, {"numOutputRows": "2"}, 2)
+
+    (log / "_staged_commits").mkdir()
+    (log / "_staged_commits" / "00000000000000000002.3f1c.json").write_text("{}")
+    assert _last_commit_from_local_log(log) is None
+    assert _last_commit_from_local_log(tmp_path / "no-log") is None

@@ -369,16 +369,24 @@ def _local_delta_log(spark: SparkSession, target: str, by_name: bool) -> Path | 
 
 def _last_commit_from_local_log(log_folder: Path) -> dict[str, Any] | None:
     """The newest commit of a local `_delta_log`: the highest numbered `NNN.json`. None
-    when the folder holds none (a layout this does not know: then history() is asked)."""
+    when the folder holds none, or a newer commit waits in `_staged_commits` (coordinated
+    commits, not yet copied into the log): then history() is asked."""
     try:
         versions = [int(p.stem) for p in log_folder.glob("*.json") if p.stem.isdigit()]
         if not versions:
             return None
         version = max(versions)
+        staged = [name.split(".", 1)[0] for name in _names(log_folder / "_staged_commits")]
+        if any(prefix.isdigit() and int(prefix) > version for prefix in staged):
+            return None
         text = (log_folder / f"{version:020d}.json").read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None
     return _commit_facts(version, text)
+
+
+def _names(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir()] if folder.is_dir() else []
 
 
 def _last_commit_from_log(spark: SparkSession, table: Any) -> dict[str, Any] | None:
