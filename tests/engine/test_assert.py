@@ -322,3 +322,15 @@ def test_a_custom_rule_that_cannot_judge_names_its_function(run_spark, quality_m
         evaluate_assert(run_spark, quality_module("quality_d", [rule]), people)
     assert caught.value.error.condition == condition
     assert "rule 'mine'" in caught.value.error.message and words in caught.value.error.message
+
+
+def test_every_rule_type_has_its_required_keys_and_a_planner():
+    """The model admits a rule type only with its required keys (checked when a Blueprint
+    loads), and the engine evaluates every type the model admits (custom rules by their own
+    function, the others by a planner of the shared aggregate)."""
+    from typing import get_args
+
+    from aqueduct_dagster.blueprint.models import RULE_REQUIRED_KEYS, AssertRuleType
+    from aqueduct_dagster.engine.modules.assertion import _PLANNERS
+
+    assert set(get_args(AssertRuleType)) == set(RULE_REQUIRED_KEYS) == {*_PLANNERS, "custom"}

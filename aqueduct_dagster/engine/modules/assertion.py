@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aqueduct_dagster.blueprint.models import RULE_REQUIRED_KEYS, AssertConfig, AssertRule
+from aqueduct_dagster.blueprint.models import AssertConfig, AssertRule
 from aqueduct_dagster.engine.errors import ConditionError, module_failure
 from aqueduct_dagster.engine.modules.common import single_input
 from aqueduct_dagster.engine.modules.spillway import with_error_columns
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 ROWS = "__aq_rows"
 QUARANTINED = "__aq_quarantined"
 SAMPLE_SEED = 17
-
 
 
 @dataclass
@@ -250,28 +249,7 @@ def _count_of(condition: Column) -> Column:
 Judge = Callable[[bool, Any, Any, str], RuleResult]
 
 
-def _check_rule(rule: AssertRule) -> None:
-    """A rule of a type the engine evaluates, with the keys its type needs."""
-    if rule.type not in RULE_REQUIRED_KEYS:
-        raise ConditionError(
-            "AQ_ASSERT_RULE_UNSUPPORTED",
-            f"rule '{rule.name}': type '{rule.type}' is not evaluated by the Spark engine yet",
-            {"rule": rule.name, "type": rule.type},
-            hint=f"use one of: {', '.join(RULE_REQUIRED_KEYS)}",
-        )
-    missing = [key for key in RULE_REQUIRED_KEYS[rule.type] if getattr(rule, key) is None]
-    if missing:
-        raise ConditionError(
-            "AQ_ASSERT_RULE_INVALID",
-            f"rule '{rule.name}' ({rule.type}) needs {', '.join(missing)}",
-            {"rule": rule.name, "type": rule.type, "missing": ", ".join(missing)},
-            hint=f"set {' and '.join(missing)} on the rule",
-        )
-
-
 def _plan(index: int, rule: AssertRule, df: DataFrame, verdict: CustomVerdict | None) -> _Plan:
-    _check_rule(rule)
-
     def result(passed: bool, observed: Any, expected: Any, message: str) -> RuleResult:
         return RuleResult(
             name=rule.name,
@@ -494,7 +472,6 @@ def _run_custom(rule: AssertRule, df: DataFrame, folder: str | None) -> CustomVe
     from pyspark.errors import PySparkException
     from pyspark.sql import DataFrame
 
-    _check_rule(rule)
     facts = {"rule": rule.name, "fn": rule.fn}
     try:
         function = load_reference(rule.fn, folder)

@@ -80,7 +80,7 @@ def execute_ingress(
         )
     options = reader_options(config.options)
     fmt = (config.format or _format_from_path(spark, config.path)).lower()
-    if fmt == CUSTOM_FORMAT or config.class_:
+    if fmt == CUSTOM_FORMAT:  # with its `class`: a Blueprint without it does not load
         fmt = register_data_source(spark, module)
     if fmt == "csv":
         if config.header is not None:
@@ -139,13 +139,6 @@ def register_data_source(spark: SparkSession, module: CompiledModule) -> str:
     from pyspark.sql.datasource import DataSource
 
     config: IngressConfig = module.config
-    if (config.format or "").lower() != CUSTOM_FORMAT or not config.class_:
-        raise ConditionError(
-            "AQ_INGRESS_CUSTOM_SOURCE",
-            "a custom data source needs both `format: custom` and `class`",
-            {"format": config.format, "class": config.class_},
-            hint="write format: custom and class: <module>.<DataSource subclass>",
-        )
     facts = {"class": config.class_}
     folder = blueprint_folder(module.location.file if module.location else None)
     try:
