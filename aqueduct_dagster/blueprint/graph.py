@@ -14,14 +14,12 @@ from typing import Any
 
 from aqueduct_dagster.blueprint.loader import BlueprintDocument
 from aqueduct_dagster.blueprint.manifest import ModuleInput
-from aqueduct_dagster.blueprint.models import MODULE_MODELS, MODULE_TYPES, Blueprint, Edge
+from aqueduct_dagster.blueprint.models import Blueprint, Edge, module_types_where
 from aqueduct_dagster.blueprint.suggest import article, did_you_mean, one_of
 from aqueduct_dagster.errors import BlueprintError
 
 #: Single-input, single-output types: the only ones a declaration-order chain can wire.
-CHAINABLE_TYPES = tuple(
-    name for name, model in zip(MODULE_TYPES, MODULE_MODELS, strict=True) if model.chainable
-)
+CHAINABLE_TYPES = module_types_where(lambda model: model.chainable)
 MAIN, SPILLWAY, SIGNAL = "main", "spillway", "signal"
 
 _TRUE_WORDS = {"true", "yes", "on", "1"}

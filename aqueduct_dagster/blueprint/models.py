@@ -13,6 +13,7 @@ top-level `spark_config`, `agent.approval_mode`, `agent.budget`, and the LLM con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -656,6 +657,12 @@ MODULE_MODELS: tuple[type[ModuleBase], ...] = get_args(get_args(Module)[0])
 MODULE_TYPES: tuple[str, ...] = tuple(
     get_args(model.model_fields["type"].annotation)[0] for model in MODULE_MODELS
 )
+
+
+def module_types_where(behaviour: Callable[[type[ModuleBase]], bool]) -> tuple[str, ...]:
+    """The type names whose model has `behaviour` (e.g. `lambda model: model.chainable`),
+    in declaration order: for messages that list what a Blueprint may use."""
+    return tuple(name for name, model in zip(MODULE_TYPES, MODULE_MODELS, strict=True) if behaviour(model))
 
 
 class Edge(Strict):

@@ -19,13 +19,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aqueduct_dagster.blueprint import RunInfo, bind_runtime, compile_blueprint
-from aqueduct_dagster.blueprint.models import MODULE_MODELS, MODULE_TYPES
+from aqueduct_dagster.blueprint.models import module_types_where
 from aqueduct_dagster.errors import AqueductError, SourceLocation
 
 #: The module types an aqtest runs alone on inline rows.
-TESTABLE_TYPES = tuple(
-    name for name, model in zip(MODULE_TYPES, MODULE_MODELS, strict=True) if model.testable_alone
-)
+TESTABLE_TYPES = module_types_where(lambda model: model.testable_alone)
 _TYPE_NAMES = {
     "long": "bigint", "int": "int", "integer": "int", "short": "smallint", "byte": "tinyint",
     "double": "double", "float": "float", "string": "string", "bool": "boolean", "boolean": "boolean",
