@@ -53,6 +53,11 @@ _GIT_SCHEMES = {"https", "http", "ssh", "git", "git+ssh"}
 # -------------------------------------------------------------------------- definitions
 
 
+def _addresses_storage(module: CompiledModule) -> bool:
+    """It reads a source or writes a sink: its path or table is an address the UI shows."""
+    return module.reads_source or module.writes_sink
+
+
 def definition_metadata(manifest: Manifest, module: CompiledModule) -> dict[str, Any]:
     """What the catalog shows for a module before anything ran."""
     anchors = location_anchors(manifest)
@@ -80,7 +85,7 @@ def definition_metadata(manifest: Manifest, module: CompiledModule) -> dict[str,
             )
     if module.sql:
         metadata["aqueduct/sql"] = dg.MetadataValue.md(f"```sql\n{module.sql.strip()}\n```")
-    if module.reads_source or module.writes_sink:
+    if _addresses_storage(module):
         metadata.update(storage_address(module.config))
     return metadata
 
@@ -312,11 +317,11 @@ def materialization_metadata(module: CompiledModule, facts: Mapping[str, Any]) -
             # dagster/row_count is the table's size: an append or merge only adds to it.
             whole = facts.get("mode") in _WHOLE_TABLE_MODES and not facts.get("replace_where")
             metadata["dagster/row_count" if whole else key] = int(value)
-        elif key in ("path", "table", "registered_as") and (module.reads_source or module.writes_sink):
+        elif key in ("path", "table", "registered_as") and _addresses_storage(module):
             continue  # the storage address below
         else:
             metadata[key] = metadata_value(value)
-    if module.reads_source or module.writes_sink:
+    if _addresses_storage(module):
         if facts.get("path"):
             metadata["dagster/uri"] = storage_uri(str(facts["path"]))
         table = facts.get("table") or facts.get("registered_as")

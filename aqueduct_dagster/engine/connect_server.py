@@ -183,7 +183,7 @@ def managed_url(state_dir: Path, timeout: float = 10.0) -> tuple[str | None, str
     info = read_info(state_dir)
     if info is None:
         return None, f"none was started for {Path(state_dir).expanduser().resolve()}"
-    if not _alive(info.supervisor_pid, "connect_server"):
+    if not _supervisor_alive(info.supervisor_pid):
         return None, "its supervisor is gone (stale server.json)"
     try:
         check_reachable(info.url, timeout=min(timeout, 3.0))
@@ -198,7 +198,7 @@ def server_status(state_dir: Path) -> ServerStatus:
     info = read_info(state)
     if info is None:
         return ServerStatus(state, None, False, False, False, "not running (no server.json)")
-    supervisor = _alive(info.supervisor_pid, "connect_server")
+    supervisor = _supervisor_alive(info.supervisor_pid)
     jvm = info.jvm_pid is not None and _alive(info.jvm_pid, _JVM_MARKERS)
     if not supervisor:
         detail = "not running (stale server.json: its supervisor is gone)"
@@ -230,7 +230,7 @@ def start_server(
 
     state = Path(state_dir).expanduser().resolve()
     running = read_info(state)
-    if running is not None and _alive(running.supervisor_pid, "connect_server"):
+    if running is not None and _supervisor_alive(running.supervisor_pid):
         return _wait_until_running(state, running.supervisor_pid, timeout)
     folder = _prepare_launch(state, running, port=port, master=master, conf=conf, jars_dir=jars_dir)
     with open(folder / "supervisor.log", "ab") as supervisor_log:
@@ -275,7 +275,7 @@ def run_server_in_foreground(
     `down`, `status` and the runs recognise the supervisor by."""
     state = Path(state_dir).expanduser().resolve()
     running = read_info(state)
-    if running is not None and _alive(running.supervisor_pid, "connect_server"):
+    if running is not None and _supervisor_alive(running.supervisor_pid):
         raise SparkServerError(
             f"a server of this state folder already runs ({running.url}, supervisor pid "
             f"{running.supervisor_pid}); a second one would fight over its state file",
@@ -339,7 +339,7 @@ def stop_server(state_dir: Path, timeout: float = 60.0) -> bool:
     info = read_info(state)
     if info is None:
         return False
-    supervisor = info.supervisor_pid if _alive(info.supervisor_pid, "connect_server") else None
+    supervisor = info.supervisor_pid if _supervisor_alive(info.supervisor_pid) else None
     jvm = info.jvm_pid if info.jvm_pid and _alive(info.jvm_pid, _JVM_MARKERS) else None
     if supervisor is not None:
         _signal(supervisor, signal.SIGTERM)
@@ -367,7 +367,7 @@ def _wait_until_running(state: Path, supervisor_pid: int, timeout: float) -> Ser
     folder = server_dir(state)
     while time.monotonic() < deadline:
         info = read_info(state)
-        if not _alive(supervisor_pid, "connect_server"):
+        if not _supervisor_alive(supervisor_pid):
             raise _start_failed(folder, "the server stopped while starting")
         if info is not None and info.status == "failed":
             raise _start_failed(folder, "the server JVM did not start")
@@ -461,6 +461,12 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 #: The JVM's command line names its class; a moment after its fork, the supervisor's.
 _JVM_MARKERS = (SERVER_CLASS, "connect_server")
+
+
+def _supervisor_alive(pid: int) -> bool:
+    """Whether `pid` is still a supervisor of ours (its command line runs this module), not a
+    process that took over the number of a dead one."""
+    return _alive(pid, "connect_server")
 
 
 def _alive(pid: int, marker: str | tuple[str, ...] | None = None) -> bool:
